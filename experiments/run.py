@@ -1,0 +1,28 @@
+"""Train, ablate and evaluate one task:  python -m experiments.run task=sine seeds=3"""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from experiments.config import run_spec
+from schurjax import pipeline
+
+log = logging.getLogger("schurjax")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        spec = run_spec(cfg)
+    except (ValueError, TypeError) as error:
+        log.error("invalid configuration: %s", error)
+        sys.exit(2)
+    pipeline.run(spec, Path(HydraConfig.get().runtime.output_dir), progress=cfg.progress)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The one-layer tanh RNN of SPEC §1, as an Equinox module.
+
+    h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h),   h_0 = 0
+    ŷ_t = W_hy h_t + b_y
+
+Models of several widths share one batch by zero-padding to the largest width; ``unit_mask``
+keeps the padded units at exactly zero, so a padded model computes what the unpadded one does.
+"""
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._typing import Array, Bool, Float, PRNGKeyArray
+from .constructions import (
+    CayleyRecurrent,
+    DenseRecurrent,
+    init_recurrent,
+    pad_recurrent,
+    truncate_recurrent,
+    uniform_scale,
+)
+
+
+class TanhRNN(eqx.Module):
+    """A tanh RNN; biases are optional (off in the paper, kept fixed for imported networks)."""
+
+    w_xh: Float[Array, "Nh Nx"]
+    recurrent: DenseRecurrent | CayleyRecurrent
+    w_hy: Float[Array, "Ny Nh"]
+    unit_mask: Bool[Array, "Nh"]
+    b_h: Float[Array, "Nh"] | None = None
+    b_y: Float[Array, "Ny"] | None = None
+
+    @property
+    def width(self) -> int:
+        """Number of active (unpadded) hidden units."""
+        return int(self.unit_mask.sum())
+
+    def hidden_states(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Nh"]:
+        """Roll the network over one trial from h_0 = 0."""
+        w_hh = self.recurrent.matrix()
+        # The input drive of every step is one matmul outside the sequential scan.
+        drive = inputs @ self.w_xh.T
+        if self.b_h is not None:
+            drive = drive + self.b_h[None, :]
+        mask = self.unit_mask.astype(drive.dtype)
+
+        def step(h, drive_t):
+            h = jnp.tanh(drive_t + w_hh @ h) * mask
+            return h, h
+
+        _, states = jax.lax.scan(step, jnp.zeros_like(drive[0]), drive)
+        return states
+
+    def readout(self, states: Float[Array, "T Nh"]) -> Float[Array, "T Ny"]:
+        outputs = states @ self.w_hy.T
+        return outputs if self.b_y is None else outputs + self.b_y[None, :]
+
+    def __call__(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Ny"]:
+        return self.readout(self.hidden_states(inputs))
+
+
+def init_model(
+    construction: str, width: int, n_in: int, n_out: int, key: PRNGKeyArray
+) -> TanhRNN:
+    """A fresh bias-free model: W_xh, W_hy ~ Unif[-m, m], m = Nh^{-1/2}; W_hh per construction."""
+    in_key, rec_key, out_key = jax.random.split(key, 3)
+    m = uniform_scale(width)
+    return TanhRNN(
+        w_xh=jax.random.uniform(in_key, (width, n_in), minval=-m, maxval=m),
+        recurrent=init_recurrent(construction, width, rec_key),
+        w_hy=jax.random.uniform(out_key, (n_out, width), minval=-m, maxval=m),
+        unit_mask=jnp.ones(width, bool),
+    )
+
+
+def pad_model(model: TanhRNN, width: int) -> TanhRNN:
+    """Zero-pad a model to ``width`` hidden units (padded units masked off)."""
+    extra = width - model.w_xh.shape[0]
+    return TanhRNN(
+        w_xh=jnp.pad(model.w_xh, ((0, extra), (0, 0))),
+        recurrent=pad_recurrent(model.recurrent, width),
+        w_hy=jnp.pad(model.w_hy, ((0, 0), (0, extra))),
+        unit_mask=jnp.pad(model.unit_mask, (0, extra)),
+        b_h=None if model.b_h is None else jnp.pad(model.b_h, (0, extra)),
+        b_y=model.b_y,
+    )
+
+
+def unpad_model(model: TanhRNN) -> TanhRNN:
+    """Inverse of :func:`pad_model`: keep the active units (a prefix) only."""
+    width = model.width
+    return TanhRNN(
+        w_xh=model.w_xh[:width],
+        recurrent=truncate_recurrent(model.recurrent, width),
+        w_hy=model.w_hy[:, :width],
+        unit_mask=model.unit_mask[:width],
+        b_h=None if model.b_h is None else model.b_h[:width],
+        b_y=model.b_y,
+    )
+
+
+def stack_models(models: Sequence[TanhRNN]) -> TanhRNN:
+    """Stack models of one structure and shape along a new leading (model) axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *models)
+
+
+def unstack_models(models: TanhRNN) -> list[TanhRNN]:
+    """Inverse of :func:`stack_models`."""
+    count = models.w_xh.shape[0]
+    return [jax.tree.map(lambda leaf: leaf[i], models) for i in range(count)]

@@ -1,0 +1,199 @@
+"""The whole experiment as plain function calls: train → export → Schur → ablate → evaluate → write.
+
+Usable from a notebook: build a :class:`RunSpec` and call :func:`run`. The Hydra entry point in
+``experiments/run.py`` only turns a config into a :class:`RunSpec`.
+"""
+
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import jax
+
+from . import plots
+from .constructions import check_construction
+from .evaluate import EvalConfig, evaluate_weights, held_out_set
+from .interventions import SUBSETS, ablate_all, check_alpha, subset_name
+from .model import init_model
+from .results import (
+    RESULT_COLUMNS,
+    SUMMARY_COLUMNS,
+    model_filename,
+    save_weights,
+    sensitivity,
+    summarise,
+    write_csv,
+)
+from .schur import ordered_schur
+from .tasks import Task, make_task
+from .train import TrainConfig, train_models
+from .weights import RNNWeights, export_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run. Validated on construction, before any compute."""
+
+    task: str
+    seeds: tuple[int, ...] = (0, 1, 2)
+    widths: tuple[int, ...] = (64,)
+    constructions: tuple[str, ...] = ("dense_orthogonal",)
+    alpha: float = 0.9
+    task_params: Mapping = dataclasses.field(default_factory=dict)
+    # Overrides of task_params for the held-out set (the copy task scores 128 replay lags).
+    eval_task_params: Mapping = dataclasses.field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one seed (e.g. seeds=3)")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative integers; got {list(self.seeds)}")
+        if not self.widths:
+            raise ValueError("widths is empty; give at least one width (e.g. widths=[64])")
+        if not self.constructions:
+            raise ValueError("constructions is empty; give at least one (e.g. constructions=[dense_orthogonal])")
+        for construction, width in itertools.product(self.constructions, self.widths):
+            check_construction(construction, width)
+        check_alpha(self.alpha)
+        self.train_task(), self.eval_task()
+
+    def train_task(self) -> Task:
+        return make_task(self.task, **self.task_params)
+
+    def eval_task(self) -> Task:
+        return make_task(self.task, **{**self.task_params, **self.eval_task_params})
+
+    def model_keys(self) -> list[tuple[str, int, int]]:
+        """(construction, width, seed) of every model, in table order."""
+        return list(itertools.product(self.constructions, self.widths, self.seeds))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    construction: str
+    width: int
+    seed: int
+    weights: RNNWeights
+    train_loss: float
+    diverged: bool
+
+
+def train_all(spec: RunSpec, *, progress: bool = True) -> list[TrainedModel]:
+    """Train every (construction, width, seed) model of the run in one program per parametrisation.
+
+    A seed's key is split once into an init key and a data key; models that share a seed share
+    their data stream and input/readout initialisation, so constructions and widths are compared
+    on paired data.
+    """
+    task = spec.train_task()
+    keys = spec.model_keys()
+    seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
+    models = [
+        init_model(construction, width, task.n_in, task.n_out, seed_keys[seed][0])
+        for construction, width, seed in keys
+    ]
+    result = train_models(
+        task, spec.train, models, [seed_keys[seed][1] for _, _, seed in keys], progress=progress
+    )
+    return [
+        TrainedModel(c, w, s, export_weights(model), float(loss), bool(diverged))
+        for (c, w, s), model, loss, diverged in zip(
+            keys, result.models, result.final_loss, result.diverged
+        )
+    ]
+
+
+def analyse(spec: RunSpec, trained: Sequence[TrainedModel]) -> list[dict]:
+    """Ordered Schur, all 8 ablations at ``spec.alpha``, and one batched evaluation: result rows."""
+    task = spec.eval_task()
+    started = time.perf_counter()
+    ablations = [ablate_all(m.weights.w_hh, ordered_schur(m.weights.w_hh), spec.alpha) for m in trained]
+    schur_seconds = time.perf_counter() - started
+    variants = [
+        model.weights.with_recurrent(ablation.w_tilde[i])
+        for model, ablation in zip(trained, ablations)
+        for i in range(len(SUBSETS))
+    ]
+    evaluation = evaluate_weights(variants, task, spec.eval, held_out_set(task, spec.eval))
+    log.info(
+        "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks in %.2f s",
+        len(trained),
+        schur_seconds,
+        len(variants),
+        time.perf_counter() - started - schur_seconds,
+    )
+    rows = []
+    for index, (model, ablation) in enumerate(zip(trained, ablations)):
+        full_fvu = evaluation.fvu[index * len(SUBSETS)]
+        for position, subset in enumerate(SUBSETS):
+            flat = index * len(SUBSETS) + position
+            delta_fvu = evaluation.fvu[flat] - full_fvu
+            removed = float(ablation.removed_mass[position])
+            s_delta_t, note = (
+                (None, "full model") if not subset else sensitivity(delta_fvu, removed, spec.eval.min_removed_mass)
+            )
+            rows.append(
+                dict(
+                    task=spec.task,
+                    construction=model.construction,
+                    width=model.width,
+                    seed=model.seed,
+                    alpha=spec.alpha,
+                    subset=subset_name(subset),
+                    n_R=ablation.partition.n_r,
+                    n_blocks=ablation.partition.n_blocks,
+                    rho=ablation.partition.rho,
+                    mass_RR=ablation.mass_rr,
+                    mass_CR=ablation.mass_cr,
+                    mass_CC=ablation.mass_cc,
+                    nonnormal_fraction=ablation.nonnormal_fraction,
+                    removed_mass=removed,
+                    fvu=float(evaluation.fvu[flat]),
+                    delta_fvu=float(delta_fvu),
+                    s_delta_t=s_delta_t,
+                    s_delta_t_note=note,
+                    replay_accuracy=float(evaluation.sign_agreement[flat]) if spec.task == "copy" else None,
+                    train_loss=model.train_loss,
+                    diverged=model.diverged,
+                )
+            )
+    return rows
+
+
+def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
+    """Write the output contract: results.csv, summary.csv, models/*.npz, figures/."""
+    for model in trained:
+        save_weights(out_dir / "models" / model_filename(spec.task, model.construction, model.width, model.seed), model.weights)
+    write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
+    write_csv(out_dir / "summary.csv", summarise(rows), SUMMARY_COLUMNS)
+    plots.subset_figure(rows, out_dir / "figures" / f"{spec.task}_subsets")
+    (out_dir / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
+
+
+def run(spec: RunSpec, out_dir: str | Path, *, progress: bool = True) -> list[dict]:
+    """Train, analyse and write one run; returns the result rows."""
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    trained = train_all(spec, progress=progress)
+    log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)
+    for model in trained:
+        if model.diverged:
+            log.warning(
+                "%s width %d seed %d diverged (non-finite loss or weights); it is kept frozen at its "
+                "last finite weights, marked diverged, and excluded from every mean",
+                model.construction,
+                model.width,
+                model.seed,
+            )
+    rows = analyse(spec, trained)
+    write_run(spec, trained, rows, out_dir)
+    log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
+    return rows

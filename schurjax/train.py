@@ -1,0 +1,175 @@
+"""Training (SPEC §4): Adam on the masked MSE, many models in one compiled program.
+
+``make_train(task, config)`` returns a pure ``train_chunk(state, data_key)`` for ONE model, in the
+style of purejaxrl's ``make_train``; :func:`train_models` vmaps it over a stack of models (seeds,
+constructions and zero-padded widths) and drives it chunk by chunk from the host, so that the hot
+loop never syncs with the host and the host can still report progress between chunks.
+
+Each model draws its own fresh batch every step from ``fold_in(data_key, step)``, so what a model
+sees depends only on its own key and step, never on which other models share its batch.
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ._typing import Array, Bool, Float, Int, PRNGKeyArray
+from .metrics import masked_mse
+from .model import TanhRNN, pad_model, stack_models, unpad_model, unstack_models
+from .tasks import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every model of a run."""
+
+    steps: int = 3840
+    batch_size: int = 64
+    lr: float = 1e-3
+    # Steps per compiled call; the host reports progress (and may checkpoint) between chunks.
+    chunk_steps: int = 256
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "chunk_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"train.{name} must be a positive integer; got {value!r}")
+        if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"train.lr must be a positive finite number; got {self.lr!r}")
+
+    @property
+    def chunk_length(self) -> int:
+        """Steps per chunk, spread evenly so the last chunk wastes at most a few steps."""
+        n_chunks = math.ceil(self.steps / self.chunk_steps)
+        return math.ceil(self.steps / n_chunks)
+
+
+class TrainState(eqx.Module):
+    """One model's training state; vmapped, every leaf gains a leading model axis."""
+
+    model: TanhRNN
+    opt_state: optax.OptState
+    step: Int[Array, ""]
+    loss: Float[Array, ""]
+    # Set when a step produced a non-finite loss or weights; the model then stays frozen at its
+    # last finite weights instead of poisoning the batch.
+    diverged: Bool[Array, ""]
+
+
+def _all_finite(tree) -> Bool[Array, ""]:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.stack(leaves).all()
+
+
+def make_train(
+    task: Task, config: TrainConfig
+) -> tuple[Callable[[TanhRNN], TrainState], Callable[[TrainState, PRNGKeyArray], TrainState]]:
+    """Pure ``init(model)`` and ``train_chunk(state, data_key)`` for one model."""
+    optimizer = optax.adam(config.lr)
+
+    def loss_fn(model: TanhRNN, inputs, targets, mask) -> Float[Array, ""]:
+        return masked_mse(jax.vmap(model)(inputs), targets, mask)
+
+    def init(model: TanhRNN) -> TrainState:
+        return TrainState(
+            model=model,
+            opt_state=optimizer.init(eqx.filter(model, eqx.is_inexact_array)),
+            step=jnp.zeros((), jnp.int32),
+            loss=jnp.full((), jnp.nan, jnp.float32),
+            diverged=jnp.zeros((), bool),
+        )
+
+    def train_step(state: TrainState, data_key: PRNGKeyArray) -> tuple[TrainState, None]:
+        inputs, targets, mask = task(jax.random.fold_in(data_key, state.step), config.batch_size)
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(state.model, inputs, targets, mask)
+        params = eqx.filter(state.model, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        model = eqx.apply_updates(state.model, updates)
+        finite = jnp.isfinite(loss) & _all_finite(model)
+        # Steps past the budget (the padding of the last chunk) and frozen models change nothing.
+        active = state.step < config.steps
+        accept = active & finite & ~state.diverged
+        model, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(accept, new, old),
+            (model, opt_state),
+            (state.model, state.opt_state),
+        )
+        return TrainState(
+            model=model,
+            opt_state=opt_state,
+            step=state.step + active.astype(jnp.int32),
+            loss=jnp.where(active, loss, state.loss),
+            diverged=state.diverged | (active & ~finite),
+        ), None
+
+    def train_chunk(state: TrainState, data_key: PRNGKeyArray) -> TrainState:
+        def body(state, _):
+            return train_step(state, data_key)
+
+        state, _ = jax.lax.scan(body, state, None, length=config.chunk_length)
+        return state
+
+    return init, train_chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Trained models (at their own widths) with their final losses and divergence flags."""
+
+    models: list[TanhRNN]
+    final_loss: np.ndarray
+    diverged: np.ndarray
+
+
+def train_models(
+    task: Task,
+    config: TrainConfig,
+    models: Sequence[TanhRNN],
+    data_keys: Sequence[PRNGKeyArray],
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train every model, each on its own data stream, in one compiled program per parametrisation.
+
+    Models are zero-padded to the largest width and grouped by parametrisation (all ``dense_*``
+    constructions share one program, ``cayley`` another); within a group every model trains in
+    one vmapped, jitted call per chunk of steps.
+    """
+    if len(models) != len(data_keys):
+        raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
+    max_width = max(m.w_xh.shape[0] for m in models)
+    padded = [pad_model(m, max_width) for m in models]
+    groups: dict = {}
+    for index, model in enumerate(padded):
+        groups.setdefault(jax.tree.structure(model), []).append(index)
+
+    init, train_chunk = make_train(task, config)
+    run_chunk = eqx.filter_jit(jax.vmap(train_chunk), donate="all")
+    n_chunks = math.ceil(config.steps / config.chunk_length)
+    trained: list = [None] * len(models)
+    final_loss = np.full(len(models), np.nan)
+    diverged = np.zeros(len(models), bool)
+    with tqdm(
+        total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0
+    ) as bar:
+        for indices in groups.values():
+            state = jax.vmap(init)(stack_models([padded[i] for i in indices]))
+            keys = jnp.stack([data_keys[i] for i in indices])
+            for chunk in range(n_chunks):
+                state = run_chunk(state, keys)
+                done = min((chunk + 1) * config.chunk_length, config.steps)
+                losses = np.asarray(state.loss)
+                bar.update(len(indices) * (done - min(chunk * config.chunk_length, config.steps)))
+                bar.set_postfix(loss=f"{np.nanmedian(losses):.3g}", diverged=int(state.diverged.sum()))
+            for index, model in zip(indices, unstack_models(state.model)):
+                trained[index] = unpad_model(model)
+            final_loss[indices] = np.asarray(state.loss)
+            diverged[indices] = np.asarray(state.diverged)
+    return TrainResult(models=trained, final_loss=final_loss, diverged=diverged)

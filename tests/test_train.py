@@ -1,0 +1,85 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from schurjax.model import init_model
+from schurjax.tasks import make_task
+from schurjax.train import TrainConfig, train_models
+from schurjax.weights import export_weights
+
+SINE = make_task("sine")
+SHORT = TrainConfig(steps=40, batch_size=8, lr=1e-2, chunk_steps=16)
+
+
+def _models(key, specs):
+    return [init_model(c, w, SINE.n_in, SINE.n_out, jax.random.fold_in(key, i)) for i, (c, w) in enumerate(specs)]
+
+
+def test_chunks_cover_the_steps_exactly():
+    assert TrainConfig(steps=40, chunk_steps=16).chunk_length == 14  # 3 chunks of 14 >= 40
+    assert TrainConfig(steps=3840, chunk_steps=256).chunk_length == 256
+
+
+def test_padded_training_equals_unpadded_training(key):
+    """A width-8 model trained inside a width-12 program ends where it ends when trained alone."""
+    small, wide = _models(key, [("dense_default", 8), ("dense_orthogonal", 12)])
+    data_keys = list(jax.random.split(jax.random.fold_in(key, 99), 2))
+    alone = train_models(SINE, SHORT, [small], data_keys[:1], progress=False)
+    together = train_models(SINE, SHORT, [small, wide], data_keys, progress=False)
+    a, b = export_weights(alone.models[0]), export_weights(together.models[0])
+    assert b.w_hh.shape == (8, 8)
+    # Zero padding only reorders float32 sums; after 40 Adam steps of size ~1e-2 the
+    # difference stays orders of magnitude below the parameter change.
+    change = np.abs(a.w_hh - np.asarray(small.recurrent.weight)).max()
+    assert change > 1e-2
+    for name in ("w_xh", "w_hh", "w_hy"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=2e-5)
+    np.testing.assert_allclose(together.final_loss[0], alone.final_loss[0], rtol=1e-4)
+
+
+def test_training_reduces_the_loss(key):
+    models = _models(key, [("dense_orthogonal", 16)])
+    config = TrainConfig(steps=300, batch_size=16, lr=1e-2, chunk_steps=100)
+    before = train_models(SINE, TrainConfig(steps=1, batch_size=16, lr=1e-12), models, [key], progress=False)
+    after = train_models(SINE, config, models, [key], progress=False)
+    assert after.final_loss[0] < 0.5 * before.final_loss[0]
+
+
+def test_cayley_iterates_stay_normal(key):
+    (model,) = _models(key, [("cayley", 12)])
+    result = train_models(SINE, SHORT, [model], [key], progress=False)
+    w = export_weights(result.models[0]).w_hh
+    w0 = np.asarray(model.recurrent.matrix(), np.float64)
+    assert np.abs(w - w0).max() > 1e-3  # it did train
+    commutator = np.linalg.norm(w @ w.T - w.T @ w) / np.linalg.norm(w) ** 2
+    assert commutator < 1e-6  # float32 round-off of O D Oᵀ; a generic matrix sits near 1
+
+
+def test_a_diverging_model_is_frozen_flagged_and_isolated(key):
+    good, bad = _models(key, [("dense_default", 8), ("dense_default", 8)])
+    bad = eqx.tree_at(lambda m: m.w_xh, bad, bad.w_xh.at[0, 0].set(jnp.nan))
+    data_keys = list(jax.random.split(key, 2))
+    together = train_models(SINE, SHORT, [good, bad], data_keys, progress=False)
+    alone = train_models(SINE, SHORT, [good], data_keys[:1], progress=False)
+    assert list(together.diverged) == [False, True]
+    # frozen at its last finite (here: initial) recurrent weights
+    np.testing.assert_array_equal(np.asarray(together.models[1].recurrent.weight), np.asarray(bad.recurrent.weight))
+    # The healthy model trains as if alone (batch composition only reorders float32 sums).
+    np.testing.assert_allclose(
+        np.asarray(together.models[0].recurrent.weight), np.asarray(alone.models[0].recurrent.weight), atol=1e-6
+    )
+
+
+def test_mismatched_keys_are_refused(key):
+    with pytest.raises(ValueError, match="2 models but 1 data keys"):
+        train_models(SINE, SHORT, _models(key, [("dense_default", 4)] * 2), [key], progress=False)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("steps", 0), ("steps", 2.5), ("batch_size", 0), ("chunk_steps", -1), ("lr", 0.0), ("lr", float("nan"))]
+)
+def test_bad_train_config(field, value):
+    with pytest.raises(ValueError, match=f"train.{field}"):
+        TrainConfig(**{field: value})
