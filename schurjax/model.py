@@ -24,6 +24,51 @@ from .constructions import (
 )
 
 
+def _scan_states(w_hh, drive, mask):
+    def step(h, drive_t):
+        h = jnp.tanh(drive_t + w_hh @ h) * mask
+        return h, h
+
+    _, states = jax.lax.scan(step, jnp.zeros_like(drive[0]), drive)
+    return states
+
+
+@jax.custom_vjp
+def tanh_recurrence(
+    w_hh: Float[Array, "Nh Nh"], drive: Float[Array, "T Nh"], mask: Float[Array, "Nh"]
+) -> Float[Array, "T Nh"]:
+    """States of h_t = mask ⊙ tanh(drive_t + W_hh h_{t-1}), h_0 = 0.
+
+    The hand-written backward pass runs the reverse scan for the pre-activation gradients only
+    and forms dL/dW_hh afterwards as one matmul over all stored states, instead of accumulating
+    a small outer product at every step as autodiff of the scan would.
+    """
+    return _scan_states(w_hh, drive, mask)
+
+
+def _recurrence_fwd(w_hh, drive, mask):
+    states = _scan_states(w_hh, drive, mask)
+    return states, (w_hh, states, mask)
+
+
+def _recurrence_bwd(residuals, state_cotangents):
+    w_hh, states, mask = residuals
+
+    def step(from_future, inputs):
+        state, cotangent = inputs
+        pre_activation = (cotangent + from_future) * (1.0 - state * state) * mask
+        return pre_activation @ w_hh, pre_activation
+
+    _, pre_activations = jax.lax.scan(
+        step, jnp.zeros_like(states[0]), (states, state_cotangents), reverse=True
+    )
+    previous = jnp.concatenate([jnp.zeros_like(states[:1]), states[:-1]])
+    return pre_activations.T @ previous, pre_activations, None
+
+
+tanh_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
 class TanhRNN(eqx.Module):
     """A tanh RNN; biases are optional (off in the paper, kept fixed for imported networks)."""
 
@@ -41,19 +86,11 @@ class TanhRNN(eqx.Module):
 
     def hidden_states(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Nh"]:
         """Roll the network over one trial from h_0 = 0."""
-        w_hh = self.recurrent.matrix()
         # The input drive of every step is one matmul outside the sequential scan.
         drive = inputs @ self.w_xh.T
         if self.b_h is not None:
             drive = drive + self.b_h[None, :]
-        mask = self.unit_mask.astype(drive.dtype)
-
-        def step(h, drive_t):
-            h = jnp.tanh(drive_t + w_hh @ h) * mask
-            return h, h
-
-        _, states = jax.lax.scan(step, jnp.zeros_like(drive[0]), drive)
-        return states
+        return tanh_recurrence(self.recurrent.matrix(), drive, self.unit_mask.astype(drive.dtype))
 
     def readout(self, states: Float[Array, "T Nh"]) -> Float[Array, "T Ny"]:
         outputs = states @ self.w_hy.T

@@ -1,0 +1,101 @@
+"""End-to-end runs through the real command line, at tiny step counts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schurjax.interventions import SUBSETS, subset_name
+from schurjax.results import RESULT_COLUMNS, SUMMARY_COLUMNS, read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "progress=false"]
+
+
+def run_cli(tmp_path: Path, *overrides: str, module: str = "experiments.run") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_sine_run_writes_the_output_contract(tmp_path):
+    done = run_cli(tmp_path, "task=sine", "seeds=2", "widths=[8]", *TINY)
+    assert done.returncode == 0, done.stderr
+    rows = read_csv(tmp_path / "results.csv")
+    assert list(rows[0]) == list(RESULT_COLUMNS)
+    assert len(rows) == 2 * len(SUBSETS)
+    assert [r["subset"] for r in rows[:8]] == [subset_name(s) for s in SUBSETS]
+    assert {(r["seed"], r["width"], r["construction"]) for r in rows} == {
+        ("0", "8", "dense_orthogonal"),
+        ("1", "8", "dense_orthogonal"),
+    }
+    for row in rows:
+        assert row["replay_accuracy"] == ""  # copy task only
+        if row["subset"] == "none":
+            assert float(row["delta_fvu"]) == 0.0 and row["s_delta_t"] == ""
+    summary = read_csv(tmp_path / "summary.csv")
+    assert list(summary[0]) == list(SUMMARY_COLUMNS)
+    fvu_none = [r for r in summary if r["metric"] == "fvu" and r["subset"] == "none"]
+    assert len(fvu_none) == 1 and fvu_none[0]["n"] == "2"
+    expected_mean = np.mean([float(r["fvu"]) for r in rows if r["subset"] == "none"])
+    assert float(fvu_none[0]["mean"]) == pytest.approx(expected_mean)
+    for seed in (0, 1):
+        with np.load(tmp_path / "models" / f"sine_dense_orthogonal_w8_s{seed}.npz") as weights:
+            assert weights["W_xh"].shape == (8, 1)
+            assert weights["W_hh"].shape == (8, 8)
+            assert weights["W_hy"].shape == (1, 8)
+    assert (tmp_path / "figures" / "sine_subsets.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "sine_subsets.pdf").stat().st_size > 0
+    assert (tmp_path / ".hydra" / "config.yaml").exists()
+    assert "trained 2 models" in (tmp_path / "run.log").read_text()
+
+
+def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
+    done = run_cli(
+        tmp_path, "task=copy", "seeds=1", "widths=[6,8]", "constructions=[dense_normal,cayley]",
+        "task.params.lags=4", "task.eval_params.lags=16", *TINY,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = read_csv(tmp_path / "results.csv")
+    assert len(rows) == 2 * 2 * len(SUBSETS)
+    accuracy = [float(r["replay_accuracy"]) for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in accuracy)
+    # Cayley iterates are normal: no nonnormal coupling mass up to float32 round-off.
+    for row in rows:
+        if row["construction"] == "cayley":
+            assert float(row["nonnormal_fraction"]) < 1e-5
+            if row["subset"] != "none":
+                assert row["s_delta_t"] == "" and "numerically zero" in row["s_delta_t_note"]
+    assert {(r["construction"], r["width"]) for r in rows} == {
+        ("dense_normal", "6"), ("dense_normal", "8"), ("cayley", "6"), ("cayley", "8"),
+    }
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("alpha=1.5", "alpha must lie in (0, 1]"),
+        ("seeds=0", "seeds=0"),
+        ("constructions=[dense_normal]", "even width"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(tmp_path, override, message):
+    extra = ["widths=[7]"] if "dense_normal" in override else []
+    done = run_cli(tmp_path, "task=sine", override, *extra, *TINY)
+    assert done.returncode != 0
+    assert message in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_unknown_task_names_the_choices(tmp_path):
+    done = run_cli(tmp_path, "task=sinus", *TINY)
+    assert done.returncode != 0
+    assert "sinus" in done.stderr and "flipflop" in done.stderr
+    assert "Traceback" not in done.stderr
