@@ -129,7 +129,9 @@ class FlipFlopTask(Task):
     n_in = property(lambda self: self.n_bits)
     n_out = property(lambda self: self.n_bits)
 
-    def _one_trial(self, key: PRNGKeyArray) -> Batch:
+    def _one_trial(
+        self, key: PRNGKeyArray
+    ) -> tuple[Float[Array, "T Nx"], Float[Array, "T Ny"], Bool[Array, "T Ny"]]:
         order_key, gap_key, channel_key, sign_key = jax.random.split(key, 4)
         # Enough later pulses to fill the trial at the shortest gap; those past the end drop out.
         n_later = max(0, math.ceil(self.seq_len / self.min_interval))

@@ -90,7 +90,10 @@ def make_train(
         inputs, targets, mask = task(jax.random.fold_in(data_key, state.step), config.batch_size)
         loss, grads = eqx.filter_value_and_grad(loss_fn)(state.model, inputs, targets, mask)
         params = eqx.filter(state.model, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        # optax mixes Python floats with its int32 step count; keep that arithmetic working for
+        # users (and tests) who run with jax_numpy_dtype_promotion="strict".
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.model, updates)
         finite = jnp.isfinite(loss) & _all_finite(model)
         # Steps past the budget (the padding of the last chunk) and frozen models change nothing.

@@ -82,12 +82,16 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
     [
         ("alpha=1.5", "alpha must lie in (0, 1]"),
         ("seeds=0", "seeds=0"),
+        ("train.steps=2.5", "train.steps must be a positive integer"),
+        ("eval.trials=1", "eval.trials must be an integer >= 2"),
+        ("task.params.f_min=0.5", "f_min=0.5"),
+        ("+task.params.frequency=2", "unknown parameter(s) frequency"),
         ("constructions=[dense_normal]", "even width"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, override, message):
     extra = ["widths=[7]"] if "dense_normal" in override else []
-    done = run_cli(tmp_path, "task=sine", override, *extra, *TINY)
+    done = run_cli(tmp_path, "task=sine", *extra, *TINY, override)
     assert done.returncode != 0
     assert message in done.stderr + done.stdout
     assert "Traceback" not in done.stderr

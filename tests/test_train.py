@@ -10,6 +10,7 @@ from schurjax.train import TrainConfig, train_models
 from schurjax.weights import export_weights
 
 SINE = make_task("sine")
+FLIPFLOP = make_task("flipflop")
 SHORT = TrainConfig(steps=40, batch_size=8, lr=1e-2, chunk_steps=16)
 
 
@@ -40,11 +41,12 @@ def test_padded_training_equals_unpadded_training(key):
 
 
 def test_training_reduces_the_loss(key):
-    models = _models(key, [("dense_orthogonal", 16)])
-    config = TrainConfig(steps=300, batch_size=16, lr=1e-2, chunk_steps=100)
-    before = train_models(SINE, TrainConfig(steps=1, batch_size=16, lr=1e-12), models, [key], progress=False)
-    after = train_models(SINE, config, models, [key], progress=False)
-    assert after.final_loss[0] < 0.5 * before.final_loss[0]
+    models = [init_model("dense_orthogonal", 32, FLIPFLOP.n_in, FLIPFLOP.n_out, key)]
+    config = TrainConfig(steps=300, batch_size=32, lr=1e-2, chunk_steps=100)
+    before = train_models(FLIPFLOP, TrainConfig(steps=1, batch_size=32, lr=1e-12), models, [key], progress=False)
+    after = train_models(FLIPFLOP, config, models, [key], progress=False)
+    # Untrained, the loss is about the target variance (~1); 300 steps reach ~1e-3 here.
+    assert after.final_loss[0] < 0.05 * before.final_loss[0]
 
 
 def test_cayley_iterates_stay_normal(key):
@@ -78,7 +80,7 @@ def test_mismatched_keys_are_refused(key):
 
 
 @pytest.mark.parametrize(
-    "field, value", [("steps", 0), ("steps", 2.5), ("batch_size", 0), ("chunk_steps", -1), ("lr", 0.0), ("lr", float("nan"))]
+    "field, value", [("steps", 0), ("batch_size", 0), ("chunk_steps", -1), ("lr", 0.0), ("lr", float("nan"))]
 )
 def test_bad_train_config(field, value):
     with pytest.raises(ValueError, match=f"train.{field}"):
