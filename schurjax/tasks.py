@@ -10,6 +10,7 @@ draw all randomness from the key.
 import abc
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -214,7 +215,7 @@ class CdiTask(Task):
     delay: int = 5
     decision: int = 20
     noise: float = 0.1
-    coherences: tuple[float, ...] = (1 / 8, 2 / 8, 4 / 8, 8 / 8)
+    coherences: Sequence[float] = (1 / 8, 2 / 8, 4 / 8, 8 / 8)
     name = "cdi"
 
     def __post_init__(self):
