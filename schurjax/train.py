@@ -154,7 +154,8 @@ def train_models(
         groups.setdefault(jax.tree.structure(model), []).append(index)
 
     init, train_chunk = make_train(task, config)
-    run_chunk = eqx.filter_jit(jax.vmap(train_chunk), donate="all")
+    # The state is updated in place across chunks; the data keys are reused, so not donated.
+    run_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
     n_chunks = math.ceil(config.steps / config.chunk_length)
     trained: list = [None] * len(models)
     final_loss = np.full(len(models), np.nan)
