@@ -66,12 +66,17 @@ class Evaluation:
     sign_agreement: Float[np.ndarray, " M"]
 
 
+def evaluate_models(models: TanhRNN, data, models_per_call: int) -> Evaluation:
+    """Metrics of a stacked batch of models (any parametrisation) on ``(inputs, targets, mask)``."""
+    fvu, agreement = _evaluate(models, *data, models_per_call)
+    return Evaluation(fvu=np.asarray(fvu, np.float64), sign_agreement=np.asarray(agreement, np.float64))
+
+
 def evaluate_weights(
     weights: Sequence[RNNWeights], task: Task, config: EvalConfig, data=None
 ) -> Evaluation:
     """FVU and sign agreement of every network on the held-out set, in one compiled batch."""
-    inputs, targets, mask = held_out_set(task, config) if data is None else data
     width = max(w.width for w in weights)
     stacked = stack_models([dense_model(w, width) for w in weights])
-    fvu, agreement = _evaluate(stacked, inputs, targets, mask, config.models_per_call)
-    return Evaluation(fvu=np.asarray(fvu, np.float64), sign_agreement=np.asarray(agreement, np.float64))
+    data = held_out_set(task, config) if data is None else data
+    return evaluate_models(stacked, data, config.models_per_call)

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from . import plots
 from .constructions import check_construction
-from .evaluate import EvalConfig, evaluate_weights, held_out_set
+from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
 from .interventions import SUBSETS, ablate_all, check_alpha, subset_name
 from .model import init_model
 from .results import (
@@ -64,6 +65,11 @@ class RunSpec:
             check_construction(construction, width)
         check_alpha(self.alpha)
         self.train_task(), self.eval_task()
+        if self.train.until_solved and self.task != "copy":
+            raise ValueError(
+                f"train.until_solved=true needs a solved criterion, which only the copy task has; "
+                f"drop it for task={self.task}"
+            )
 
     def train_task(self) -> Task:
         return make_task(self.task, **self.task_params)
@@ -83,7 +89,26 @@ class TrainedModel:
     seed: int
     weights: RNNWeights
     train_loss: float
+    train_steps: int
     diverged: bool
+
+
+# Trials of the check set that decides when a copy controller is solved.
+SOLVED_CHECK_TRIALS = 256
+
+
+def replay_solved(spec: RunSpec):
+    """Stopping criterion for the copy task: perfect replay over the evaluation lags.
+
+    Checked on its own trials (a key folded from the evaluation seed), so the held-out set that
+    the reported accuracy comes from never decides when training stops.
+    """
+    check_set = spec.eval_task()(jax.random.fold_in(jax.random.key(spec.eval.seed), 1), SOLVED_CHECK_TRIALS)
+
+    def solved(models) -> np.ndarray:
+        return evaluate_models(models, check_set, spec.eval.models_per_call).sign_agreement == 1.0
+
+    return solved
 
 
 def train_all(spec: RunSpec, *, progress: bool = True) -> list[TrainedModel]:
@@ -101,12 +126,17 @@ def train_all(spec: RunSpec, *, progress: bool = True) -> list[TrainedModel]:
         for construction, width, seed in keys
     ]
     result = train_models(
-        task, spec.train, models, [seed_keys[seed][1] for _, _, seed in keys], progress=progress
+        task,
+        spec.train,
+        models,
+        [seed_keys[seed][1] for _, _, seed in keys],
+        progress=progress,
+        stop_when=replay_solved(spec) if spec.train.until_solved else None,
     )
     return [
-        TrainedModel(c, w, s, export_weights(model), float(loss), bool(diverged))
-        for (c, w, s), model, loss, diverged in zip(
-            keys, result.models, result.final_loss, result.diverged
+        TrainedModel(c, w, s, export_weights(model), float(loss), int(steps), bool(diverged))
+        for (c, w, s), model, loss, steps, diverged in zip(
+            keys, result.models, result.final_loss, result.steps, result.diverged
         )
     ]
 
@@ -162,6 +192,7 @@ def analyse(spec: RunSpec, trained: Sequence[TrainedModel]) -> list[dict]:
                     s_delta_t_note=note,
                     replay_accuracy=float(evaluation.sign_agreement[flat]) if spec.task == "copy" else None,
                     train_loss=model.train_loss,
+                    train_steps=model.train_steps,
                     diverged=model.diverged,
                 )
             )

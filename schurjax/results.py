@@ -37,6 +37,7 @@ RESULT_COLUMNS = (
     "s_delta_t_note",
     "replay_accuracy",
     "train_loss",
+    "train_steps",
     "diverged",
 )
 GROUP_COLUMNS = ("task", "construction", "width", "alpha", "subset")
@@ -53,6 +54,7 @@ SUMMARY_METRICS = (
     "mass_CC",
     "n_R",
     "rho",
+    "train_steps",
 )
 # RNNWeights field -> key in models/*.npz
 NPZ_KEYS = {"w_xh": "W_xh", "w_hh": "W_hh", "w_hy": "W_hy", "b_h": "b_h", "b_y": "b_y"}

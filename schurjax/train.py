@@ -35,6 +35,9 @@ class TrainConfig:
     lr: float = 1e-3
     # Steps per compiled call; the host reports progress (and may checkpoint) between chunks.
     chunk_steps: int = 256
+    # Stop each model once the task's "solved" criterion holds (checked between chunks);
+    # ``steps`` is then the budget. Only tasks with such a criterion (copy) accept it.
+    until_solved: bool = False
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "chunk_steps"):
@@ -61,6 +64,8 @@ class TrainState(eqx.Module):
     # Set when a step produced a non-finite loss or weights; the model then stays frozen at its
     # last finite weights instead of poisoning the batch.
     diverged: Bool[Array, ""]
+    # Set from the host once the model met its stopping criterion; it is frozen from then on.
+    stopped: Bool[Array, ""]
 
 
 def _all_finite(tree) -> Bool[Array, ""]:
@@ -84,6 +89,7 @@ def make_train(
             step=jnp.zeros((), jnp.int32),
             loss=jnp.full((), jnp.nan, jnp.float32),
             diverged=jnp.zeros((), bool),
+            stopped=jnp.zeros((), bool),
         )
 
     def train_step(state: TrainState, data_key: PRNGKeyArray) -> tuple[TrainState, None]:
@@ -97,8 +103,8 @@ def make_train(
         model = eqx.apply_updates(state.model, updates)
         finite = jnp.isfinite(loss) & _all_finite(model)
         # Steps past the budget (the padding of the last chunk) and frozen models change nothing.
-        active = state.step < config.steps
-        accept = active & finite & ~state.diverged
+        running = (state.step < config.steps) & ~state.diverged & ~state.stopped
+        accept = running & finite
         model, opt_state = jax.tree.map(
             lambda new, old: jnp.where(accept, new, old),
             (model, opt_state),
@@ -107,9 +113,10 @@ def make_train(
         return TrainState(
             model=model,
             opt_state=opt_state,
-            step=state.step + active.astype(jnp.int32),
-            loss=jnp.where(active, loss, state.loss),
-            diverged=state.diverged | (active & ~finite),
+            step=state.step + accept.astype(jnp.int32),
+            loss=jnp.where(running, loss, state.loss),
+            diverged=state.diverged | (running & ~finite),
+            stopped=state.stopped,
         ), None
 
     def train_chunk(state: TrainState, data_key: PRNGKeyArray) -> TrainState:
@@ -124,11 +131,14 @@ def make_train(
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """Trained models (at their own widths) with their final losses and divergence flags."""
+    """Trained models (at their own widths), last training losses, steps taken, and flags."""
 
     models: list[TanhRNN]
     final_loss: np.ndarray
+    steps: np.ndarray
     diverged: np.ndarray
+    # Whether the stopping criterion held when training ended (all False without one).
+    stopped: np.ndarray
 
 
 def train_models(
@@ -138,13 +148,20 @@ def train_models(
     data_keys: Sequence[PRNGKeyArray],
     *,
     progress: bool = True,
+    stop_when: Callable[[TanhRNN], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train every model, each on its own data stream, in one compiled program per parametrisation.
 
     Models are zero-padded to the largest width and grouped by parametrisation (all ``dense_*``
     constructions share one program, ``cayley`` another); within a group every model trains in
     one vmapped, jitted call per chunk of steps.
+
+    ``stop_when`` (used with ``config.until_solved``) maps the stacked, padded model batch of a
+    group to a boolean per model; it runs between chunks, a model that satisfies it is frozen,
+    and a group whose models are all frozen or diverged stops early.
     """
+    if config.until_solved and stop_when is None:
+        raise ValueError("train.until_solved=true needs a stopping criterion for this task")
     if len(models) != len(data_keys):
         raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
     max_width = max(m.w_xh.shape[0] for m in models)
@@ -159,7 +176,9 @@ def train_models(
     n_chunks = math.ceil(config.steps / config.chunk_length)
     trained: list = [None] * len(models)
     final_loss = np.full(len(models), np.nan)
+    steps = np.zeros(len(models), int)
     diverged = np.zeros(len(models), bool)
+    stopped = np.zeros(len(models), bool)
     with tqdm(
         total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0
     ) as bar:
@@ -168,12 +187,23 @@ def train_models(
             keys = jnp.stack([data_keys[i] for i in indices])
             for chunk in range(n_chunks):
                 state = run_chunk(state, keys)
+                if config.until_solved:
+                    solved = jnp.asarray(stop_when(state.model)) & ~state.diverged
+                    state = eqx.tree_at(lambda s: s.stopped, state, state.stopped | solved)
                 done = min((chunk + 1) * config.chunk_length, config.steps)
-                losses = np.asarray(state.loss)
                 bar.update(len(indices) * (done - min(chunk * config.chunk_length, config.steps)))
-                bar.set_postfix(loss=f"{np.nanmedian(losses):.3g}", diverged=int(state.diverged.sum()))
+                bar.set_postfix(
+                    loss=f"{np.nanmedian(np.asarray(state.loss)):.3g}",
+                    diverged=int(state.diverged.sum()),
+                    stopped=int(state.stopped.sum()),
+                )
+                if bool((state.stopped | state.diverged).all()):
+                    bar.update(len(indices) * (config.steps - done))
+                    break
             for index, model in zip(indices, unstack_models(state.model)):
                 trained[index] = unpad_model(model)
             final_loss[indices] = np.asarray(state.loss)
+            steps[indices] = np.asarray(state.step)
             diverged[indices] = np.asarray(state.diverged)
-    return TrainResult(models=trained, final_loss=final_loss, diverged=diverged)
+            stopped[indices] = np.asarray(state.stopped)
+    return TrainResult(models=trained, final_loss=final_loss, steps=steps, diverged=diverged, stopped=stopped)

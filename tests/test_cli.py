@@ -66,6 +66,8 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
     assert len(rows) == 2 * 2 * len(SUBSETS)
     accuracy = [float(r["replay_accuracy"]) for r in rows]
     assert all(0.0 <= a <= 1.0 for a in accuracy)
+    # copy trains until solved within the budget; 12 steps solve nothing, so all use the budget
+    assert {r["train_steps"] for r in rows} == {"12"}
     # Cayley iterates are normal: no nonnormal coupling mass up to float32 round-off.
     for row in rows:
         if row["construction"] == "cayley":

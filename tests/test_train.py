@@ -85,3 +85,28 @@ def test_mismatched_keys_are_refused(key):
 def test_bad_train_config(field, value):
     with pytest.raises(ValueError, match=f"train.{field}"):
         TrainConfig(**{field: value})
+
+
+def test_until_solved_freezes_models_as_they_meet_the_criterion(key):
+    models = _models(key, [("dense_default", 6), ("dense_default", 6)])
+    config = TrainConfig(steps=40, batch_size=8, lr=1e-2, chunk_steps=10, until_solved=True)
+    calls = []
+
+    def first_solves_after_two_chunks(stacked):
+        calls.append(1)
+        return np.array([len(calls) >= 2, False])
+
+    result = train_models(SINE, config, models, list(jax.random.split(key, 2)), progress=False,
+                          stop_when=first_solves_after_two_chunks)
+    assert list(result.steps) == [20, 40] and list(result.stopped) == [True, False]
+    alone = train_models(SINE, TrainConfig(steps=20, batch_size=8, lr=1e-2, chunk_steps=10), models[:1],
+                         list(jax.random.split(key, 2))[:1], progress=False)
+    np.testing.assert_allclose(
+        np.asarray(result.models[0].recurrent.weight), np.asarray(alone.models[0].recurrent.weight), atol=1e-6
+    )
+
+
+def test_until_solved_needs_a_criterion(key):
+    config = TrainConfig(steps=4, until_solved=True)
+    with pytest.raises(ValueError, match="until_solved"):
+        train_models(SINE, config, _models(key, [("dense_default", 4)]), [key], progress=False)
