@@ -18,7 +18,8 @@ import numpy as np
 from . import plots
 from .constructions import check_construction
 from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
-from .interventions import SUBSETS, ablate_all, check_alpha, subset_name
+from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
+from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
 from .model import init_model
 from .results import (
     RESULT_COLUMNS,
@@ -91,6 +92,8 @@ class TrainedModel:
     train_loss: float
     train_steps: int
     diverged: bool
+    # Where the weights came from, for networks trained elsewhere (empty when trained here).
+    source: str = ""
 
 
 # Trials of the check set that decides when a copy controller is solved.
@@ -141,42 +144,101 @@ def train_all(spec: RunSpec, *, progress: bool = True) -> list[TrainedModel]:
     ]
 
 
-def analyse(spec: RunSpec, trained: Sequence[TrainedModel]) -> list[dict]:
-    """Ordered Schur, all 8 ablations at ``spec.alpha``, and one batched evaluation: result rows."""
-    task = spec.eval_task()
+def _control_rows(
+    trained: Sequence[TrainedModel],
+    coords: Sequence,
+    ablations: Sequence,
+    data,
+    config: EvalConfig,
+    full_fvu: np.ndarray,
+    structured_delta: np.ndarray,
+) -> list[dict]:
+    """Per model × nonempty subset: ΔFVU summaries of K matched-norm random perturbations."""
+    variants, owners = [], []
+    for index, (model, coord, ablation) in enumerate(zip(trained, coords, ablations)):
+        rng = np.random.default_rng([config.seed, index])
+        parts = coupling_parts(coord, ablation.partition)
+        for position, subset in enumerate(SUBSETS[1:], start=1):
+            delta_t = sum((parts[name] for name in subset), np.zeros_like(coord.t))
+            if ablation.removed_mass[position] <= config.min_removed_mass:
+                continue  # nothing removed: no perturbation size to match
+            support = coupling_support(coord, ablation.partition.r, subset)
+            for family, deltas in random_perturbations(coord, delta_t, support, config.random_controls, rng).items():
+                variants += [model.weights.with_recurrent(model.weights.w_hh - delta) for delta in deltas]
+                owners += [(index, position, family)] * len(deltas)
+    evaluation = evaluate_weights(variants, data, config)
+    grouped: dict[tuple, list[float]] = {}
+    for (index, position, family), fvu in zip(owners, evaluation.fvu):
+        grouped.setdefault((index, position, family), []).append(fvu - full_fvu[index])
+    summaries: list[dict] = [{} for _ in range(len(trained) * len(SUBSETS))]
+    for (index, position, family), deltas in grouped.items():
+        summary = control_summary(structured_delta[index * len(SUBSETS) + position], np.array(deltas))
+        summaries[index * len(SUBSETS) + position] |= {f"ctrl_{family}_{k}": v for k, v in summary.items()}
+    return summaries
+
+
+def analyse(
+    trained: Sequence[TrainedModel],
+    data,
+    *,
+    task: str,
+    alpha: float,
+    config: EvalConfig,
+    has_targets: bool = True,
+) -> list[dict]:
+    """Ordered Schur, all 8 ablations at ``alpha``, and one batched evaluation: result rows.
+
+    ``data`` is ``(inputs, targets, mask)``; without real targets (``has_targets=False``, user
+    inputs) FVU-based columns stay empty and ``rollout_distance`` carries the comparison.
+    """
     started = time.perf_counter()
-    ablations = [ablate_all(m.weights.w_hh, ordered_schur(m.weights.w_hh), spec.alpha) for m in trained]
+    coords = [ordered_schur(m.weights.w_hh) for m in trained]
+    ablations = [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
     schur_seconds = time.perf_counter() - started
     variants = [
-        model.weights.with_recurrent(ablation.w_tilde[i])
-        for model, ablation in zip(trained, ablations)
-        for i in range(len(SUBSETS))
+        model.weights.with_recurrent(w_tilde) for model, ablation in zip(trained, ablations) for w_tilde in ablation.w_tilde
     ]
-    evaluation = evaluate_weights(variants, task, spec.eval, held_out_set(task, spec.eval))
+    evaluation = evaluate_weights(
+        variants,
+        data,
+        config,
+        references=[m.weights for m in trained],
+        reference_index=np.repeat(np.arange(len(trained)), len(SUBSETS)),
+    )
+    full_fvu = evaluation.fvu[:: len(SUBSETS)]
+    delta_fvu = evaluation.fvu - np.repeat(full_fvu, len(SUBSETS))
+    with_controls = config.random_controls > 0 and has_targets
+    controls = (
+        _control_rows(trained, coords, ablations, data, config, full_fvu, delta_fvu)
+        if with_controls
+        else [{} for _ in variants]
+    )
     log.info(
-        "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks in %.2f s",
+        "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
         len(trained),
         schur_seconds,
         len(variants),
+        f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation" if with_controls else "",
         time.perf_counter() - started - schur_seconds,
     )
     rows = []
     for index, (model, ablation) in enumerate(zip(trained, ablations)):
-        full_fvu = evaluation.fvu[index * len(SUBSETS)]
         for position, subset in enumerate(SUBSETS):
             flat = index * len(SUBSETS) + position
-            delta_fvu = evaluation.fvu[flat] - full_fvu
             removed = float(ablation.removed_mass[position])
-            s_delta_t, note = (
-                (None, "full model") if not subset else sensitivity(delta_fvu, removed, spec.eval.min_removed_mass)
-            )
+            if not subset:
+                s_delta_t, note = None, "full model"
+            elif not has_targets:
+                s_delta_t, note = None, "no targets given"
+            else:
+                s_delta_t, note = sensitivity(float(delta_fvu[flat]), removed, config.min_removed_mass)
             rows.append(
                 dict(
-                    task=spec.task,
+                    task=task,
                     construction=model.construction,
                     width=model.width,
                     seed=model.seed,
-                    alpha=spec.alpha,
+                    alpha=alpha,
                     subset=subset_name(subset),
                     n_R=ablation.partition.n_r,
                     n_blocks=ablation.partition.n_blocks,
@@ -186,15 +248,18 @@ def analyse(spec: RunSpec, trained: Sequence[TrainedModel]) -> list[dict]:
                     mass_CC=ablation.mass_cc,
                     nonnormal_fraction=ablation.nonnormal_fraction,
                     removed_mass=removed,
-                    fvu=float(evaluation.fvu[flat]),
-                    delta_fvu=float(delta_fvu),
+                    fvu=float(evaluation.fvu[flat]) if has_targets else None,
+                    delta_fvu=float(delta_fvu[flat]) if has_targets else None,
                     s_delta_t=s_delta_t,
                     s_delta_t_note=note,
-                    replay_accuracy=float(evaluation.sign_agreement[flat]) if spec.task == "copy" else None,
+                    replay_accuracy=float(evaluation.sign_agreement[flat]) if task == "copy" else None,
+                    rollout_distance=float(evaluation.rollout_distance[flat]),
                     train_loss=model.train_loss,
                     train_steps=model.train_steps,
                     diverged=model.diverged,
+                    source=model.source,
                 )
+                | controls[flat]
             )
     return rows
 
@@ -224,7 +289,10 @@ def run(spec: RunSpec, out_dir: str | Path, *, progress: bool = True) -> list[di
                 model.width,
                 model.seed,
             )
-    rows = analyse(spec, trained)
+    task = spec.eval_task()
+    rows = analyse(
+        trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval
+    )
     write_run(spec, trained, rows, out_dir)
     log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
     return rows

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .controls import CONTROLS
 from .weights import RNNWeights
 
 RESULT_COLUMNS = (
@@ -36,9 +37,12 @@ RESULT_COLUMNS = (
     "s_delta_t",
     "s_delta_t_note",
     "replay_accuracy",
+    "rollout_distance",
     "train_loss",
     "train_steps",
     "diverged",
+    "source",
+    *(f"ctrl_{family}_{stat}" for family in CONTROLS for stat in ("median", "p05", "p95", "rank")),
 )
 GROUP_COLUMNS = ("task", "construction", "width", "alpha", "subset")
 SUMMARY_COLUMNS = (*GROUP_COLUMNS, "metric", "mean", "sem", "n", "n_diverged")
@@ -47,6 +51,7 @@ SUMMARY_METRICS = (
     "delta_fvu",
     "s_delta_t",
     "replay_accuracy",
+    "rollout_distance",
     "removed_mass",
     "nonnormal_fraction",
     "mass_RR",
@@ -55,6 +60,7 @@ SUMMARY_METRICS = (
     "n_R",
     "rho",
     "train_steps",
+    *(f"ctrl_{family}_{stat}" for family in CONTROLS for stat in ("median", "rank")),
 )
 # RNNWeights field -> key in models/*.npz
 NPZ_KEYS = {"w_xh": "W_xh", "w_hh": "W_hh", "w_hy": "W_hy", "b_h": "b_h", "b_y": "b_y"}
@@ -89,7 +95,7 @@ def summarise(rows: Iterable[Mapping]) -> list[dict]:
     for group, members in groups.items():
         kept = [r for r in members if not is_diverged(r)]
         for metric in SUMMARY_METRICS:
-            values = [float(r[metric]) for r in kept if r[metric] not in (None, "")]
+            values = [float(r[metric]) for r in kept if r.get(metric) not in (None, "")]
             if not values:
                 continue
             mean, sem = mean_sem(values)

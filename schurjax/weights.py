@@ -50,15 +50,23 @@ def export_weights(model: TanhRNN) -> RNNWeights:
     )
 
 
-def dense_model(weights: RNNWeights, width: int | None = None) -> TanhRNN:
-    """A float32 model with an unconstrained W_hh, zero-padded to ``width`` units if given."""
+def dense_model(weights: RNNWeights, width: int | None = None, *, with_biases: bool = False) -> TanhRNN:
+    """A float32 model with an unconstrained W_hh, zero-padded to ``width`` units if given.
+
+    ``with_biases`` gives a bias-free network zero biases, so that it stacks with networks
+    that have them.
+    """
     device = lambda x: None if x is None else jnp.asarray(x, jnp.float32)  # noqa: E731
+    b_h, b_y = weights.b_h, weights.b_y
+    if with_biases:
+        b_h = np.zeros(weights.width) if b_h is None else b_h
+        b_y = np.zeros(weights.w_hy.shape[0]) if b_y is None else b_y
     model = TanhRNN(
         w_xh=device(weights.w_xh),
         recurrent=DenseRecurrent(device(weights.w_hh)),
         w_hy=device(weights.w_hy),
         unit_mask=jnp.ones(weights.width, bool),
-        b_h=device(weights.b_h),
-        b_y=device(weights.b_y),
+        b_h=device(b_h),
+        b_y=device(b_y),
     )
     return model if width is None else pad_model(model, width)
