@@ -23,6 +23,10 @@ def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
+def eval_config(plain: dict) -> EvalConfig:
+    return EvalConfig(**plain["eval"])
+
+
 def run_spec(cfg: DictConfig) -> RunSpec:
     """Build and validate the RunSpec a config describes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -36,5 +40,5 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         task_params=task.get("params") or {},
         eval_task_params=task.get("eval_params") or {},
         train=TrainConfig(**plain["train"]),
-        eval=EvalConfig(**plain["eval"]),
+        eval=eval_config(plain),
     )

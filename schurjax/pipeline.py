@@ -89,8 +89,9 @@ class TrainedModel:
     width: int
     seed: int
     weights: RNNWeights
-    train_loss: float
-    train_steps: int
+    # None for networks trained elsewhere.
+    train_loss: float | None
+    train_steps: int | None
     diverged: bool
     # Where the weights came from, for networks trained elsewhere (empty when trained here).
     source: str = ""
@@ -264,13 +265,21 @@ def analyse(
     return rows
 
 
+def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
+    """results.csv, summary.csv and the figures of one analysis."""
+    write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
+    write_csv(out_dir / "summary.csv", summarise(rows), SUMMARY_COLUMNS)
+    task = rows[0]["task"]
+    plots.subset_figure(rows, out_dir / "figures" / f"{task}_subsets")
+    if any(row.get("ctrl_raw_median") is not None for row in rows):
+        plots.control_figure(rows, out_dir / "figures" / f"{task}_random_controls")
+
+
 def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
     """Write the output contract: results.csv, summary.csv, models/*.npz, figures/."""
     for model in trained:
         save_weights(out_dir / "models" / model_filename(spec.task, model.construction, model.width, model.seed), model.weights)
-    write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
-    write_csv(out_dir / "summary.csv", summarise(rows), SUMMARY_COLUMNS)
-    plots.subset_figure(rows, out_dir / "figures" / f"{spec.task}_subsets")
+    write_results(rows, out_dir)
     (out_dir / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .interventions import SUBSETS, subset_name
 from .results import is_diverged, mean_sem
@@ -33,6 +34,13 @@ def save(figure: Figure, stem: Path) -> list[Path]:
     for path in paths:
         figure.savefig(path, dpi=150, bbox_inches="tight")
     return paths
+
+
+def _symlog(ax) -> None:
+    """Symmetric-log y axis with head room above the largest value (autoscale clips it)."""
+    low, high = ax.get_ylim()
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(min(low, -1e-3), max(high, 1e-3) * 3)
 
 
 def _value(row: Mapping, metric: str) -> float | None:
@@ -69,8 +77,43 @@ def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
         ax.set_title(f"{construction}, $N_h$={width}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         if metric == "delta_fvu":
-            ax.set_yscale("symlog", linthresh=1e-3)
+            _symlog(ax)
         if j == 0:
             ax.set_ylabel("replay accuracy" if metric == "replay_accuracy" else "ΔFVU")
     figure.suptitle(f"{rows[0]['task']}: Schur-coupling ablations (α = {rows[0]['alpha']})", fontsize=10)
+    return save(figure, stem)
+
+
+def control_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
+    """Structured ablation vs matched-norm random perturbations, per nonempty subset.
+
+    Dots: the structured ΔFVU of each model; bars: the median and 5–95% range of each random
+    control family, averaged over models (symmetric-log axis).
+    """
+    names = [subset_name(s) for s in SUBSETS[1:]]
+    families = [("raw", "tab:orange"), ("schur", "tab:green"), ("rotated", "tab:purple")]
+    figure = Figure(figsize=(7.5, 3.4), layout="constrained")
+    ax = figure.subplots()
+    kept = [r for r in rows if not is_diverged(r)]
+    for x, name in enumerate(names):
+        members = [r for r in kept if r["subset"] == name]
+        structured = [v for r in members if (v := _value(r, "delta_fvu")) is not None]
+        ax.scatter(x - 0.3 + np.linspace(-0.05, 0.05, len(structured)), structured, s=12, color="tab:blue", zorder=3)
+        for offset, (family, color) in zip((-0.1, 0.1, 0.3), families):
+            stats = [
+                [v for r in members if (v := _value(r, f"ctrl_{family}_{stat}")) is not None]
+                for stat in ("median", "p05", "p95")
+            ]
+            if all(stats):
+                median, low, high = (float(np.mean(s)) for s in stats)
+                ax.errorbar(x + offset, median, yerr=[[median - low], [high - median]], fmt="s", ms=4, color=color, capsize=2)
+    handles = [Line2D([], [], color="tab:blue", marker="o", ls="", label="structured ablation")] + [
+        Line2D([], [], color=color, marker="s", ls="", label=f"random, {family}") for family, color in families
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.set_xticks(range(len(names)), [SUBSET_LABELS[n] for n in names], rotation=45, fontsize=8)
+    _symlog(ax)
+    ax.set_ylabel("ΔFVU")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{rows[0]['task']}: structured vs matched-norm random changes (5–95%)", fontsize=9)
     return save(figure, stem)
