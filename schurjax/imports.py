@@ -70,16 +70,20 @@ def _float_array(value, source: str, key: str) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def _open_npz(path: str | Path, what: str):
+    """np.load of an .npz, with a missing or unreadable file as a ValueError naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what} file") from None
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
+
+
 def load_npz(path: str | Path) -> RNNWeights:
     """Weights from an ``.npz`` with W_xh, W_hh, W_hy (+ optional b_h, b_y)."""
     source = str(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"{source}: no such weights file") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise ValueError(f"{source}: not a readable .npz archive ({error})") from None
-    with archive:
+    with _open_npz(path, "weights") as archive:
         missing = [key for key in ("W_xh", "W_hh", "W_hy") if key not in archive.files]
         if missing:
             raise ValueError(
@@ -160,13 +164,7 @@ def load_inputs(path: str | Path, n_in: int):
     shape [B,T] is broadcast over output channels by the caller.
     """
     source = str(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"{source}: no such inputs file") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise ValueError(f"{source}: not a readable .npz archive ({error})") from None
-    with archive:
+    with _open_npz(path, "inputs") as archive:
         if "inputs" not in archive.files:
             raise ValueError(f"{source}: needs an 'inputs' array [B, T, Nx]; it holds {', '.join(archive.files)}")
         inputs = _float_array(archive["inputs"], source, "inputs")
