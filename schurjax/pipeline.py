@@ -97,6 +97,8 @@ class TrainedModel:
     source: str = ""
 
 
+# A full model above this held-out FVU is reported as not having learned its task.
+UNTRAINED_FVU = 0.1
 # Trials of the check set that decides when a copy controller is solved.
 SOLVED_CHECK_TRIALS = 256
 
@@ -302,6 +304,16 @@ def run(spec: RunSpec, out_dir: str | Path, *, progress: bool = True) -> list[di
     rows = analyse(
         trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval
     )
+    for row in rows:
+        if row["subset"] == "none" and row["fvu"] > UNTRAINED_FVU:
+            log.warning(
+                "%s width %d seed %d has held-out FVU %.3g: it has not learned the task, so its "
+                "ablation results say little (more steps, another seed or a smaller train.lr may help)",
+                row["construction"],
+                row["width"],
+                row["seed"],
+                row["fvu"],
+            )
     write_run(spec, trained, rows, out_dir)
     log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
     return rows
