@@ -1,103 +1,144 @@
-"""The four tasks of SPEC §3 as pure JAX functions ``task(key, batch_size) -> (x, y, mask)``.
+"""The four tasks of SPEC §3 as pure JAX trial generators.
 
-Every task is a frozen (hashable) dataclass, so it can be a static argument of ``jit``; calling it
-returns ``inputs [B, T, Nx]``, ``targets [B, T, Ny]`` (float32) and ``mask [B, T, Ny]`` (bool).
-The mask is always per output channel (the flip-flop scores channels separately); the loss and
-every metric use only entries where it is True. Calls are jittable, vmappable over keys and
-draw all randomness from the key.
+A task is a frozen (hashable) dataclass, so it can be a static argument of ``jit``. Calling it,
+``task(key, batch_size) -> (inputs, targets, mask)``, returns
+
+- ``inputs``  ``[B, T, Nx]`` float32,
+- ``targets`` ``[B, T, Ny]`` float32,
+- ``mask``    ``[B, T, Ny]`` bool, True where a target is scored.
+
+The mask is always per output channel, since the flip-flop scores its channels separately; the
+loss and every metric use only the entries where it is True. Calls draw all randomness from the
+key and have static shapes, so they are jittable (``batch_size`` static) and vmappable over keys.
+
+SPEC counts steps from 1; here time indices count from 0, so SPEC's "steps 1..8" are ``t = 0..7``.
 """
 
 import abc
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._typing import Array, Bool, Float, PRNGKeyArray
 
 Batch = tuple[Float[Array, "B T Nx"], Float[Array, "B T Ny"], Bool[Array, "B T Ny"]]
 
 
-def _require(condition: bool, field: str, value, requirement: str) -> None:
-    if not condition:
-        raise ValueError(f"task parameter {field}={value!r} is invalid: {requirement}")
-
-
-def _positive_int(field: str, value) -> None:
-    valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    _require(valid, field, value, "it must be a positive integer")
-
-
-def _random_signs(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-    return jnp.where(jax.random.bernoulli(key, 0.5, shape), 1.0, -1.0)
-
-
 class Task(abc.ABC):
-    """A trial generator: ``task(key, batch_size) -> (inputs, targets, mask)``."""
+    """A trial generator ``task(key, batch_size) -> (inputs, targets, mask)``; see the module doc.
 
-    name: str
+    Subclasses are frozen dataclasses whose fields are the task's parameters; ``name`` is the
+    registry name and ``n_in``, ``n_out``, ``seq_len`` give the sizes ``Nx``, ``Ny``, ``T``.
+    """
 
-    @property
-    @abc.abstractmethod
-    def n_in(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def n_out(self) -> int: ...
+    name: ClassVar[str]
 
     @property
     @abc.abstractmethod
-    def seq_len(self) -> int: ...
+    def n_in(self) -> int:
+        """Input channels ``Nx``."""
+
+    @property
+    @abc.abstractmethod
+    def n_out(self) -> int:
+        """Output channels ``Ny``."""
+
+    @property
+    @abc.abstractmethod
+    def seq_len(self) -> int:
+        """Steps per trial ``T``."""
 
     @abc.abstractmethod
-    def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch: ...
+    def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
+        """A batch of ``batch_size`` fresh trials drawn from ``key``."""
+
+
+def _invalid(field: str, value, requirement: str) -> ValueError:
+    return ValueError(f"task parameter {field}={value!r} is invalid: {requirement}")
+
+
+def _check_int(task: Task, field: str, minimum: int) -> None:
+    value = getattr(task, field)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise _invalid(field, value, f"it must be an integer >= {minimum}")
+
+
+def _is_finite_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_real(task: Task, field: str, minimum: float = -math.inf) -> None:
+    value = getattr(task, field)
+    if not (_is_finite_real(value) and value >= minimum):
+        bound = "" if minimum == -math.inf else f" >= {minimum:g}"
+        raise _invalid(field, value, f"it must be a finite number{bound}")
+
+
+def _scored_steps(scored: Bool[np.ndarray, " T"], batch_size: int, n_out: int) -> Bool[Array, "B T Ny"]:
+    """A mask that scores the same steps in every trial and channel."""
+    return jnp.broadcast_to(jnp.asarray(scored)[None, :, None], (batch_size, scored.size, n_out))
 
 
 @dataclasses.dataclass(frozen=True)
 class CopyTask(Task):
     """Fixed-length copy with autonomous periodic replay.
 
-    Steps ``0..n_symbols-1`` present random ±1 symbols of dimension ``dim``; the input is zero
-    afterwards and the target at replay lag ℓ = 1..``lags`` (step ``n_symbols + ℓ - 1``) is symbol
-    ``(ℓ - 1) mod n_symbols``. Only replay steps are scored.
+    Steps ``0..n_symbols-1`` present ``n_symbols`` random symbols in ``{-1, +1}^dim``; the input is
+    zero afterwards. The target at replay lag ℓ = 1..``lags`` (step ``n_symbols + ℓ - 1``) is
+    symbol ``(ℓ - 1) mod n_symbols``. Exactly the replay steps are scored, in every channel.
     """
 
     n_symbols: int = 8
     dim: int = 8
     lags: int = 32
-    name = "copy"
+    name: ClassVar[str] = "copy"
 
     def __post_init__(self):
         for field in ("n_symbols", "dim", "lags"):
-            _positive_int(field, getattr(self, field))
+            _check_int(self, field, minimum=1)
 
-    n_in = property(lambda self: self.dim)
-    n_out = property(lambda self: self.dim)
-    seq_len = property(lambda self: self.n_symbols + self.lags)
+    @property
+    def n_in(self) -> int:
+        return self.dim
+
+    @property
+    def n_out(self) -> int:
+        return self.dim
+
+    @property
+    def seq_len(self) -> int:
+        return self.n_symbols + self.lags
 
     def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
-        symbols = _random_signs(key, (batch_size, self.n_symbols, self.dim))
-        silence = jnp.zeros((batch_size, self.lags, self.dim))
-        replay = symbols[:, jnp.arange(self.lags) % self.n_symbols]
-        inputs = jnp.concatenate([symbols, silence], axis=1)
+        symbols = jax.random.rademacher(key, (batch_size, self.n_symbols, self.dim), jnp.float32)
+        replay = symbols[:, np.arange(self.lags) % self.n_symbols]
+        inputs = jnp.concatenate([symbols, jnp.zeros_like(replay)], axis=1)
         targets = jnp.concatenate([jnp.zeros_like(symbols), replay], axis=1)
-        scored = jnp.arange(self.seq_len) >= self.n_symbols
-        mask = jnp.broadcast_to(scored[None, :, None], targets.shape)
-        return inputs, targets, mask
+        scored = np.arange(self.seq_len) >= self.n_symbols
+        return inputs, targets, _scored_steps(scored, batch_size, self.n_out)
 
 
 @dataclasses.dataclass(frozen=True)
 class FlipFlopTask(Task):
     """The n-bit flip-flop (Sussillo & Barak 2013).
 
-    Inputs are one-step ±1 pulses on one channel at a time. Every channel is pulsed once early,
-    in random order, at steps ``0, initial_interval, 2·initial_interval, ...``; later pulses come
-    on a uniformly random channel with a random sign, the gap to the previous pulse uniform in
-    ``{min_interval..max_interval}``. The target of a channel is the sign of its latest pulse.
-    A channel is unscored before its first pulse and for ``grace`` steps starting at each of its
-    pulses (steps ``p..p+grace-1``), the time the network is given to flip.
+    Inputs are one-step ±1 pulses (fair random signs), on one channel at a time:
+
+    - early phase: every channel is pulsed once, in a random order, at steps
+      ``0, initial_interval, ..., (n_bits - 1) * initial_interval``;
+    - afterwards each pulse comes on a uniformly random channel, the gap to the previous pulse
+      uniform in ``{min_interval, ..., max_interval}``, until the end of the trial.
+
+    The target of a channel at step ``t`` is the sign of its latest pulse at a step ``<= t``
+    (0 before its first pulse). A channel is unscored before its first pulse and during the
+    ``grace`` steps that start AT each of its pulses: after a pulse at ``p`` it is unscored at
+    ``p, ..., p + grace - 1`` and scored again from ``p + grace`` on, the time given to flip.
     """
 
     seq_len: int = 25
@@ -106,70 +147,70 @@ class FlipFlopTask(Task):
     min_interval: int = 3
     max_interval: int = 10
     grace: int = 2
-    name = "flipflop"
+    name: ClassVar[str] = "flipflop"
 
     def __post_init__(self):
         for field in ("seq_len", "n_bits", "initial_interval", "min_interval", "max_interval"):
-            _positive_int(field, getattr(self, field))
-        _require(
-            isinstance(self.grace, int) and self.grace >= 0, "grace", self.grace, "it must be an integer >= 0"
-        )
-        _require(
-            self.min_interval <= self.max_interval,
-            "min_interval",
-            self.min_interval,
-            f"it must not exceed max_interval={self.max_interval}",
-        )
-        _require(
-            (self.n_bits - 1) * self.initial_interval < self.seq_len,
-            "initial_interval",
-            self.initial_interval,
-            f"the {self.n_bits} initial pulses must fit in seq_len={self.seq_len}",
-        )
+            _check_int(self, field, minimum=1)
+        _check_int(self, "grace", minimum=0)
+        if self.min_interval > self.max_interval:
+            raise _invalid(
+                "min_interval", self.min_interval, f"it must not exceed max_interval={self.max_interval}"
+            )
+        if self._last_initial_pulse >= self.seq_len:
+            raise _invalid(
+                "initial_interval",
+                self.initial_interval,
+                f"the {self.n_bits} initial pulses, {self.initial_interval} steps apart, "
+                f"must fit in seq_len={self.seq_len}",
+            )
 
-    n_in = property(lambda self: self.n_bits)
-    n_out = property(lambda self: self.n_bits)
+    @property
+    def n_in(self) -> int:
+        return self.n_bits
 
-    def _one_trial(
-        self, key: PRNGKeyArray
-    ) -> tuple[Float[Array, "T Nx"], Float[Array, "T Ny"], Bool[Array, "T Ny"]]:
-        order_key, gap_key, channel_key, sign_key = jax.random.split(key, 4)
-        # Enough later pulses to fill the trial at the shortest gap; those past the end drop out.
-        n_later = max(0, math.ceil(self.seq_len / self.min_interval))
-        first_times = jnp.arange(self.n_bits) * self.initial_interval
-        gaps = jax.random.randint(gap_key, (n_later,), self.min_interval, self.max_interval + 1)
-        later_times = first_times[-1] + jnp.cumsum(gaps)
-        times = jnp.concatenate([first_times, later_times])
-        channels = jnp.concatenate(
-            [
-                jax.random.permutation(order_key, self.n_bits),
-                jax.random.randint(channel_key, (n_later,), 0, self.n_bits),
-            ]
-        )
-        signs = _random_signs(sign_key, times.shape)
-        # One-hot pulses [pulses, T, Nx]; pulses past the end match no step and vanish.
-        at_time = times[:, None] == jnp.arange(self.seq_len)[None, :]
-        on_channel = channels[:, None] == jnp.arange(self.n_bits)[None, :]
-        pulses = at_time[:, :, None] & on_channel[:, None, :]
-        inputs = jnp.where(pulses, signs[:, None, None], 0.0).sum(axis=0)
-        pulsed = inputs != 0
-        steps = jnp.arange(self.seq_len)[:, None]
-        last_pulse = jax.lax.cummax(jnp.where(pulsed, steps, -1), axis=0)
-        targets = jnp.take_along_axis(inputs, jnp.maximum(last_pulse, 0), axis=0)
-        mask = (last_pulse >= 0) & (steps - last_pulse >= self.grace)
-        return inputs, targets, mask
+    @property
+    def n_out(self) -> int:
+        return self.n_bits
+
+    @property
+    def _last_initial_pulse(self) -> int:
+        return (self.n_bits - 1) * self.initial_interval
 
     def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
-        return jax.vmap(self._one_trial)(jax.random.split(key, batch_size))
+        order_key, gap_key, channel_key, sign_key = jax.random.split(key, 4)
+        shape = (batch_size, self.seq_len, self.n_bits)
+        # Static shapes: draw as many later pulses as could fit at the shortest gap; the scatter
+        # below drops those that land past the end of the trial.
+        n_later = (self.seq_len - 1 - self._last_initial_pulse) // self.min_interval
+        every_channel = jnp.broadcast_to(jnp.arange(self.n_bits), (batch_size, self.n_bits))
+        gaps = jax.random.randint(gap_key, (batch_size, n_later), self.min_interval, self.max_interval + 1)
+        later_times = self._last_initial_pulse + jnp.cumsum(gaps, axis=1)
+        times = jnp.concatenate([every_channel * self.initial_interval, later_times], axis=1)
+        order = jax.random.permutation(order_key, every_channel, axis=1, independent=True)
+        later_channels = jax.random.randint(channel_key, (batch_size, n_later), 0, self.n_bits)
+        channels = jnp.concatenate([order, later_channels], axis=1)
+        signs = jax.random.rademacher(sign_key, times.shape, jnp.float32)
+        trial = jnp.arange(batch_size)[:, None]
+        inputs = jnp.zeros(shape, jnp.float32).at[trial, times, channels].set(signs, mode="drop")
+
+        # Step of each channel's latest pulse so far, -1 before its first. Until then the gather
+        # reads the channel's input at step 0, which is silent, so the target is 0.
+        steps = jnp.broadcast_to(jnp.arange(self.seq_len)[None, :, None], shape)
+        latest = jax.lax.cummax(jnp.where(inputs != 0, steps, -1), axis=1)
+        targets = jnp.take_along_axis(inputs, jnp.maximum(latest, 0), axis=1)
+        mask = (latest >= 0) & (steps - latest >= self.grace)
+        return inputs, targets, mask
 
 
 @dataclasses.dataclass(frozen=True)
 class SineTask(Task):
     """Frequency-cued sine generation.
 
-    A static cue ``x + cue_offset`` for the whole trial asks for sin(2π f t), t = 1..``seq_len``,
-    with f = f_min + (f_max - f_min) x cycles per step. x ~ U[0, 1], or x = j/J with j uniform in
-    {1..J} when ``n_freqs`` = J is given (Sussillo & Barak's discrete variant). Every step is scored.
+    Each trial draws x ~ U[0, 1], or x = j / J with j uniform in ``{1..J}`` when ``n_freqs`` = J
+    is given (Sussillo & Barak's discrete variant). The single input holds ``x + cue_offset`` at
+    every step; the single output must produce sin(2π f t) at steps t = 1..``seq_len`` (counted
+    from 1 as in SPEC), f = f_min + (f_max - f_min) x in cycles per step. Every step is scored.
     """
 
     seq_len: int = 50
@@ -177,26 +218,36 @@ class SineTask(Task):
     f_max: float = 0.2
     cue_offset: float = 0.25
     n_freqs: int | None = None
-    name = "sine"
+    name: ClassVar[str] = "sine"
 
     def __post_init__(self):
-        _positive_int("seq_len", self.seq_len)
-        _require(0 <= self.f_min <= self.f_max, "f_min", self.f_min, f"need 0 <= f_min <= f_max={self.f_max}")
+        _check_int(self, "seq_len", minimum=1)
+        _check_real(self, "f_min", minimum=0.0)
+        _check_real(self, "f_max")
+        _check_real(self, "cue_offset")
+        if self.f_min > self.f_max:
+            raise _invalid("f_min", self.f_min, f"it must not exceed f_max={self.f_max}")
         if self.n_freqs is not None:
-            _positive_int("n_freqs", self.n_freqs)
+            _check_int(self, "n_freqs", minimum=1)
 
-    n_in = property(lambda self: 1)
-    n_out = property(lambda self: 1)
+    @property
+    def n_in(self) -> int:
+        return 1
+
+    @property
+    def n_out(self) -> int:
+        return 1
 
     def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
         if self.n_freqs is None:
-            cue = jax.random.uniform(key, (batch_size,))
+            x = jax.random.uniform(key, (batch_size,))
         else:
-            cue = jax.random.randint(key, (batch_size,), 1, self.n_freqs + 1) / self.n_freqs
-        frequency = self.f_min + (self.f_max - self.f_min) * cue
+            j = jax.random.randint(key, (batch_size,), 1, self.n_freqs + 1)
+            x = j.astype(jnp.float32) / self.n_freqs
+        frequency = self.f_min + (self.f_max - self.f_min) * x
         t = jnp.arange(1, self.seq_len + 1, dtype=jnp.float32)
         targets = jnp.sin(2 * jnp.pi * frequency[:, None] * t[None, :])[:, :, None]
-        inputs = jnp.broadcast_to((cue + self.cue_offset)[:, None, None], targets.shape)
+        inputs = jnp.broadcast_to((x + self.cue_offset)[:, None, None], targets.shape)
         return inputs, targets, jnp.ones(targets.shape, bool)
 
 
@@ -204,10 +255,15 @@ class SineTask(Task):
 class CdiTask(Task):
     """Context-dependent integration (Mante et al. 2013).
 
-    Periods: fixation, stimulus, delay, decision. During the stimulus, sensory channel k carries
-    c_k + noise·ε (c_k uniform over ±``coherences``, ε standard normal per step) and two one-hot
-    channels name the relevant stream k*. The output must be 0 during fixation and stimulus and
-    sign(c_k*) during the decision; the delay is unscored.
+    A trial runs through ``fixation``, ``stimulus``, ``delay`` and ``decision`` periods. It draws
+    two signed coherences c_0, c_1 independently and uniformly from ``±coherences`` and a context
+    k* uniform in {0, 1}. Inputs ``[sensory_0, sensory_1, context_0, context_1]`` are zero except
+    during the stimulus, when sensory channel k carries c_k + noise·ε (ε standard normal, fresh
+    per step and channel) and the context channels hold the one-hot of k*. The target is 0 during
+    fixation and stimulus and sign(c_k*) during the decision; only the delay is unscored.
+
+    ``noise`` only scales ε: for a given key, trials at different noise levels share their
+    coherences, contexts, targets and ε.
     """
 
     fixation: int = 3
@@ -216,63 +272,67 @@ class CdiTask(Task):
     decision: int = 20
     noise: float = 0.1
     coherences: Sequence[float] = (1 / 8, 2 / 8, 4 / 8, 8 / 8)
-    name = "cdi"
+    name: ClassVar[str] = "cdi"
 
     def __post_init__(self):
-        for field in ("fixation", "stimulus", "delay", "decision"):
-            value = getattr(self, field)
-            _require(
-                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-                field,
-                value,
-                "it must be an integer >= 0",
-            )
-        _positive_int("stimulus", self.stimulus)
-        _positive_int("decision", self.decision)
-        _require(self.noise >= 0, "noise", self.noise, "it must be >= 0")
-        # Hydra hands lists; a tuple keeps the task hashable for jit.
-        object.__setattr__(self, "coherences", tuple(float(c) for c in self.coherences))
-        _require(
-            len(self.coherences) > 0 and all(c > 0 for c in self.coherences),
-            "coherences",
-            self.coherences,
-            "give one or more positive magnitudes (signs are drawn)",
-        )
+        for field, minimum in (("fixation", 0), ("stimulus", 1), ("delay", 0), ("decision", 1)):
+            _check_int(self, field, minimum)
+        _check_real(self, "noise", minimum=0.0)
+        magnitudes = self.coherences
+        if not (
+            isinstance(magnitudes, Sequence)
+            and len(magnitudes) > 0
+            and all(_is_finite_real(c) and c > 0 for c in magnitudes)
+        ):
+            raise _invalid("coherences", magnitudes, "give one or more positive magnitudes (signs are drawn)")
+        # Configs hand lists; a tuple keeps the task hashable for jit.
+        object.__setattr__(self, "coherences", tuple(magnitudes))
 
-    n_in = property(lambda self: 4)
-    n_out = property(lambda self: 1)
-    seq_len = property(lambda self: self.fixation + self.stimulus + self.delay + self.decision)
+    @property
+    def n_in(self) -> int:
+        return 4
+
+    @property
+    def n_out(self) -> int:
+        return 1
+
+    @property
+    def seq_len(self) -> int:
+        return self.fixation + self.stimulus + self.delay + self.decision
 
     def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
-        coherence_key, sign_key, context_key, noise_key = jax.random.split(key, 4)
-        magnitudes = jnp.asarray(self.coherences, jnp.float32)
-        coherence = jax.random.choice(coherence_key, magnitudes, (batch_size, 2)) * _random_signs(
-            sign_key, (batch_size, 2)
-        )
+        coherence_key, context_key, noise_key = jax.random.split(key, 3)
+        signed = jnp.asarray([*self.coherences, *(-c for c in self.coherences)], jnp.float32)
+        coherence = jax.random.choice(coherence_key, signed, (batch_size, 2))
         context = jax.random.randint(context_key, (batch_size,), 0, 2)
-        t = jnp.arange(self.seq_len)
-        stimulus_on = (t >= self.fixation) & (t < self.fixation + self.stimulus)
-        decision_on = t >= self.seq_len - self.decision
-        delay_on = ~stimulus_on & ~decision_on & (t >= self.fixation)
-        noise = self.noise * jax.random.normal(noise_key, (batch_size, self.seq_len, 2))
+
+        noise = self.noise * jax.random.normal(noise_key, (batch_size, self.stimulus, 2))
         sensory = coherence[:, None, :] + noise
         cue = jnp.broadcast_to(jax.nn.one_hot(context, 2)[:, None, :], sensory.shape)
-        inputs = jnp.where(stimulus_on[None, :, None], jnp.concatenate([sensory, cue], axis=-1), 0.0)
+        before, after = self.fixation, self.delay + self.decision
+        inputs = jnp.pad(jnp.concatenate([sensory, cue], axis=-1), ((0, 0), (before, after), (0, 0)))
+
         relevant = jnp.take_along_axis(coherence, context[:, None], axis=1)
-        targets = jnp.where(decision_on[None, :, None], jnp.sign(relevant)[:, None, :], 0.0)
-        mask = jnp.broadcast_to(~delay_on[None, :, None], targets.shape)
-        return inputs, targets, mask
+        decision = jnp.broadcast_to(jnp.sign(relevant)[:, None, :], (batch_size, self.decision, 1))
+        targets = jnp.pad(decision, ((0, 0), (self.seq_len - self.decision, 0), (0, 0)))
+        t = np.arange(self.seq_len)
+        in_delay = (t >= before + self.stimulus) & (t < self.seq_len - self.decision)
+        return inputs, targets, _scored_steps(~in_delay, batch_size, self.n_out)
 
 
 TASKS: dict[str, type[Task]] = {"copy": CopyTask, "flipflop": FlipFlopTask, "sine": SineTask, "cdi": CdiTask}
 
 
-def make_task(name: str, **params) -> Task:
-    """Build a task by name; unknown names and parameters raise a ValueError listing the valid ones."""
+def make_task(name: str, /, **params) -> Task:
+    """The task registered as ``name``, built with ``params`` (its dataclass fields).
+
+    Unknown names and parameters raise a ValueError listing the valid ones; invalid values raise
+    a ValueError naming the parameter and its value.
+    """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
     cls = TASKS[name]
-    valid = [f.name for f in dataclasses.fields(cls)]
+    valid = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(
