@@ -21,7 +21,9 @@ def main(cfg: DictConfig) -> None:
     except (ValueError, TypeError) as error:
         log.error("invalid configuration: %s", error)
         sys.exit(2)
-    pipeline.run(spec, Path(HydraConfig.get().runtime.output_dir), progress=cfg.progress)
+    pipeline.run(
+        spec, Path(HydraConfig.get().runtime.output_dir), progress=cfg.progress, cache_dir=cfg.cache_dir
+    )
 
 
 if __name__ == "__main__":

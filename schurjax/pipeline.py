@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from . import plots
+from .cache import CachedModel, ModelCache, training_key
 from .constructions import check_construction
 from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
@@ -117,33 +118,54 @@ def replay_solved(spec: RunSpec):
     return solved
 
 
-def train_all(spec: RunSpec, *, progress: bool = True) -> list[TrainedModel]:
+def model_training_key(spec: RunSpec, construction: str, width: int, seed: int) -> dict:
+    """Everything that determines how one model of ``spec`` trains."""
+    return training_key(
+        task=spec.task,
+        task_params=spec.train_task(),
+        train=spec.train,
+        construction=construction,
+        width=width,
+        seed=seed,
+        # copy controllers stop on a check set drawn from the evaluation task and seed
+        solved_check=(spec.eval_task(), spec.eval.seed) if spec.train.until_solved else None,
+    )
+
+
+def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = ModelCache(None)) -> list[TrainedModel]:
     """Train every (construction, width, seed) model of the run in one program per parametrisation.
 
     A seed's key is split once into an init key and a data key; models that share a seed share
     their data stream and input/readout initialisation, so constructions and widths are compared
-    on paired data.
+    on paired data. Models found in ``cache`` are reused; the others train together and are
+    added to it.
     """
     task = spec.train_task()
     keys = spec.model_keys()
-    seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
-    models = [
-        init_model(construction, width, task.n_in, task.n_out, seed_keys[seed][0])
-        for construction, width, seed in keys
-    ]
-    result = train_models(
-        task,
-        spec.train,
-        models,
-        [seed_keys[seed][1] for _, _, seed in keys],
-        progress=progress,
-        stop_when=replay_solved(spec) if spec.train.until_solved else None,
-    )
-    return [
-        TrainedModel(c, w, s, export_weights(model), float(loss), int(steps), bool(diverged))
-        for (c, w, s), model, loss, steps, diverged in zip(
-            keys, result.models, result.final_loss, result.steps, result.diverged
+    training_keys = [model_training_key(spec, *k) for k in keys]
+    cached = [cache.get(k) for k in training_keys]
+    missing = [i for i, hit in enumerate(cached) if hit is None]
+    if len(missing) < len(keys):
+        log.info("reusing %d trained model(s) from %s", len(keys) - len(missing), cache.directory)
+    if missing:
+        seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
+        models = [init_model(c, w, task.n_in, task.n_out, seed_keys[s][0]) for c, w, s in (keys[i] for i in missing)]
+        result = train_models(
+            task,
+            spec.train,
+            models,
+            [seed_keys[keys[i][2]][1] for i in missing],
+            progress=progress,
+            stop_when=replay_solved(spec) if spec.train.until_solved else None,
         )
+        for i, model, loss, steps, diverged in zip(
+            missing, result.models, result.final_loss, result.steps, result.diverged
+        ):
+            cached[i] = CachedModel(export_weights(model), float(loss), int(steps), bool(diverged))
+            cache.put(training_keys[i], cached[i])
+    return [
+        TrainedModel(c, w, s, hit.weights, hit.train_loss, hit.train_steps, hit.diverged)
+        for (c, w, s), hit in zip(keys, cached)
     ]
 
 
@@ -285,11 +307,13 @@ def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Map
     (out_dir / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
 
 
-def run(spec: RunSpec, out_dir: str | Path, *, progress: bool = True) -> list[dict]:
-    """Train, analyse and write one run; returns the result rows."""
+def run(
+    spec: RunSpec, out_dir: str | Path, *, progress: bool = True, cache_dir: str | Path | None = None
+) -> list[dict]:
+    """Train (or reuse from ``cache_dir``), analyse and write one run; returns the result rows."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    trained = train_all(spec, progress=progress)
+    trained = train_all(spec, progress=progress, cache=ModelCache(cache_dir))
     log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)
     for model in trained:
         if model.diverged:

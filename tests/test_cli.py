@@ -15,8 +15,9 @@ TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.tri
 
 
 def run_cli(tmp_path: Path, *overrides: str, module: str = "experiments.run") -> subprocess.CompletedProcess:
+    # A cache of its own per test, so tests never reuse each other's (or a user's) models.
     return subprocess.run(
-        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", *overrides],
+        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", f"cache_dir={tmp_path}/cache", *overrides],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -105,3 +106,30 @@ def test_unknown_task_names_the_choices(tmp_path):
     assert done.returncode != 0
     assert "sinus" in done.stderr and "flipflop" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_alpha_sweep_and_rerun_reuse_trained_models_and_reproduce_bitwise(tmp_path):
+    common = ["task=flipflop", "seeds=2", "widths=[8]", *TINY, "eval.random_controls=2"]
+    first = run_cli(tmp_path / "a", *common, f"cache_dir={tmp_path}/cache", "alpha=0.9")
+    assert first.returncode == 0, first.stderr
+    assert "reusing" not in first.stderr
+    # same config again, in another directory: nothing trains, every byte of the table repeats
+    again = run_cli(tmp_path / "b", *common, f"cache_dir={tmp_path}/cache", "alpha=0.9")
+    assert "reusing 2 trained model(s)" in again.stderr
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+    # another alpha changes the partition only: the models are reused, the weights identical
+    other = run_cli(tmp_path / "c", *common, f"cache_dir={tmp_path}/cache", "alpha=0.5")
+    assert "reusing 2 trained model(s)" in other.stderr
+    for seed in (0, 1):
+        name = f"models/flipflop_dense_orthogonal_w8_s{seed}.npz"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
+    # a different training config trains afresh
+    longer = run_cli(tmp_path / "d", *common, f"cache_dir={tmp_path}/cache", "train.steps=18")
+    assert "reusing" not in longer.stderr
+
+
+def test_training_is_deterministic_without_a_cache(tmp_path):
+    common = ["task=sine", "seeds=1", "widths=[6]", *TINY, "eval.random_controls=0", "cache_dir=null"]
+    for name in ("a", "b"):
+        assert run_cli(tmp_path / name, *common).returncode == 0
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
