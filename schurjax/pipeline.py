@@ -18,8 +18,8 @@ import numpy as np
 from . import plots
 from .cache import CachedModel, ModelCache, training_key
 from .constructions import check_construction
-from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
+from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
 from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
 from .model import init_model
 from .results import (

@@ -67,7 +67,7 @@ def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
             members = [r for r in panel if r["subset"] == name]
             kept = [v for r in members if not is_diverged(r) and (v := _value(r, metric)) is not None]
             dropped = [v for r in members if is_diverged(r) and (v := _value(r, metric)) is not None]
-            jitter = np.linspace(-0.15, 0.15, max(len(kept), 1))[: len(kept)]
+            jitter = np.linspace(-0.15, 0.15, len(kept)) if len(kept) > 1 else np.zeros(len(kept))
             ax.scatter(x + jitter, kept, s=10, color="0.55", zorder=2)
             ax.scatter([x] * len(dropped), dropped, s=14, facecolor="none", edgecolor="tab:red", zorder=2)
             if kept:
