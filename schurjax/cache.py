@@ -52,6 +52,13 @@ class ModelCache:
         stem = f"{key['task']}_{key['construction']}_w{key['width']}_s{key['seed']}_{digest}"
         return self.directory / f"{stem}.npz", self.directory / f"{stem}.json"
 
+    def checkpoint_path(self, keys: list[dict]) -> Path | None:
+        """Where the training state of a group of models (by their keys) is checkpointed."""
+        if self.directory is None:
+            return None
+        digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:20]
+        return self.directory / "checkpoints" / f"{digest}.eqx"
+
     def get(self, key: dict) -> CachedModel | None:
         if self.directory is None:
             return None

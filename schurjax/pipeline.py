@@ -148,6 +148,13 @@ def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = Model
     if len(missing) < len(keys):
         log.info("reusing %d trained model(s) from %s", len(keys) - len(missing), cache.directory)
     if missing:
+        checkpoints: list[Path] = []
+
+        def checkpoint_path(group: list[int]) -> Path | None:
+            path = cache.checkpoint_path([training_keys[missing[i]] for i in group])
+            checkpoints.extend([] if path is None else [path])
+            return path
+
         seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
         models = [init_model(c, w, task.n_in, task.n_out, seed_keys[s][0]) for c, w, s in (keys[i] for i in missing)]
         result = train_models(
@@ -157,12 +164,16 @@ def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = Model
             [seed_keys[keys[i][2]][1] for i in missing],
             progress=progress,
             stop_when=replay_solved(spec) if spec.train.until_solved else None,
+            checkpoint_path=checkpoint_path,
         )
         for i, model, loss, steps, diverged in zip(
             missing, result.models, result.final_loss, result.steps, result.diverged
         ):
             cached[i] = CachedModel(export_weights(model), float(loss), int(steps), bool(diverged))
             cache.put(training_keys[i], cached[i])
+        # Every model is in the cache now; the training states are no longer needed.
+        for path in checkpoints:
+            path.unlink(missing_ok=True)
     return [
         TrainedModel(c, w, s, hit.weights, hit.train_loss, hit.train_steps, hit.diverged)
         for (c, w, s), hit in zip(keys, cached)

@@ -11,7 +11,9 @@ sees depends only on its own key and step, never on which other models share its
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -141,6 +143,19 @@ class TrainResult:
     stopped: np.ndarray
 
 
+def save_checkpoint(path: Path, chunks_done: int, state: TrainState) -> None:
+    """Write ``(chunks_done, state)`` as one file, under a temporary name, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    eqx.tree_serialise_leaves(temporary, (jnp.asarray(chunks_done, jnp.int32), state))
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path, template: TrainState) -> tuple[int, TrainState]:
+    chunks_done, state = eqx.tree_deserialise_leaves(path, (jnp.zeros((), jnp.int32), template))
+    return int(chunks_done), state
+
+
 def train_models(
     task: Task,
     config: TrainConfig,
@@ -149,6 +164,7 @@ def train_models(
     *,
     progress: bool = True,
     stop_when: Callable[[TanhRNN], np.ndarray] | None = None,
+    checkpoint_path: Callable[[list[int]], Path | None] | None = None,
 ) -> TrainResult:
     """Train every model, each on its own data stream, in one compiled program per parametrisation.
 
@@ -159,6 +175,11 @@ def train_models(
     ``stop_when`` (used with ``config.until_solved``) maps the stacked, padded model batch of a
     group to a boolean per model; it runs between chunks, a model that satisfies it is frozen,
     and a group whose models are all frozen or diverged stops early.
+
+    ``checkpoint_path`` maps the model indices of a group to a file: the group's whole training
+    state is written there (atomically) after every chunk, and a group whose file exists resumes
+    from it, so an interrupted run continues where it stopped and ends bitwise where an
+    uninterrupted one would.
     """
     if config.until_solved and stop_when is None:
         raise ValueError("train.until_solved=true needs a stopping criterion for this task")
@@ -185,7 +206,12 @@ def train_models(
         for indices in groups.values():
             state = jax.vmap(init)(stack_models([padded[i] for i in indices]))
             keys = jnp.stack([data_keys[i] for i in indices])
-            for chunk in range(n_chunks):
+            path = None if checkpoint_path is None else checkpoint_path(indices)
+            start = 0
+            if path is not None and path.exists():
+                start, state = load_checkpoint(path, state)
+                bar.update(len(indices) * min(start * config.chunk_length, config.steps))
+            for chunk in range(start, n_chunks):
                 state = run_chunk(state, keys)
                 if config.until_solved:
                     solved = jnp.asarray(stop_when(state.model)) & ~state.diverged
@@ -197,7 +223,10 @@ def train_models(
                     diverged=int(state.diverged.sum()),
                     stopped=int(state.stopped.sum()),
                 )
-                if bool((state.stopped | state.diverged).all()):
+                finished = bool((state.stopped | state.diverged).all())
+                if path is not None:
+                    save_checkpoint(path, n_chunks if finished else chunk + 1, state)
+                if finished:
                     bar.update(len(indices) * (config.steps - done))
                     break
             for index, model in zip(indices, unstack_models(state.model)):

@@ -133,3 +133,38 @@ def test_training_is_deterministic_without_a_cache(tmp_path):
     for name in ("a", "b"):
         assert run_cli(tmp_path / name, *common).returncode == 0
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_bitwise_equal(tmp_path):
+    import os
+    import signal
+    import time
+
+    common = ["task=flipflop", "seeds=2", "widths=[8]", "train.steps=400", "train.batch_size=8",
+              "train.chunk_steps=20", "eval.trials=32", "eval.random_controls=0", "progress=false"]
+    reference = run_cli(tmp_path / "reference", *common, f"cache_dir={tmp_path}/reference_cache")
+    assert reference.returncode == 0, reference.stderr
+
+    cache = tmp_path / "cache"
+    for kill_after in (1, 6):  # checkpoints written before the kill
+        process = subprocess.Popen(
+            [sys.executable, "-m", "experiments.run", f"hydra.run.dir={tmp_path / 'run'}", *common, f"cache_dir={cache}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        seen = 0
+        while seen < kill_after and process.poll() is None and time.monotonic() < deadline:
+            files = list((cache / "checkpoints").glob("*.eqx")) if (cache / "checkpoints").exists() else []
+            stamps = {f.stat().st_mtime_ns for f in files}
+            if stamps:
+                seen += 1
+                while {f.stat().st_mtime_ns for f in files if f.exists()} == stamps and process.poll() is None:
+                    time.sleep(0.01)
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert list((cache / "checkpoints").glob("*.eqx")), "the kills should leave a checkpoint behind"
+    resumed = run_cli(tmp_path / "run", *common, f"cache_dir={cache}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "run" / "results.csv").read_bytes() == (tmp_path / "reference" / "results.csv").read_bytes()
+    assert not list((cache / "checkpoints").glob("*.eqx"))  # cleaned up once the models are cached
