@@ -16,14 +16,14 @@ log = logging.getLogger("schurjax")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         spec = run_spec(cfg)
+        pipeline.check_run_directory(spec, out_dir)
     except (ValueError, TypeError) as error:
         log.error("invalid configuration: %s", error)
         sys.exit(2)
-    pipeline.run(
-        spec, Path(HydraConfig.get().runtime.output_dir), progress=cfg.progress, cache_dir=cfg.cache_dir
-    )
+    pipeline.run(spec, out_dir, progress=cfg.progress, cache_dir=cfg.cache_dir)
 
 
 if __name__ == "__main__":

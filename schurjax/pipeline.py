@@ -315,7 +315,21 @@ def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Map
     for model in trained:
         save_weights(out_dir / "models" / model_filename(spec.task, model.construction, model.width, model.seed), model.weights)
     write_results(rows, out_dir)
-    (out_dir / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
+    (out_dir / "spec.json").write_text(_spec_json(spec))
+
+
+def _spec_json(spec: RunSpec) -> str:
+    return json.dumps(dataclasses.asdict(spec), indent=2, default=str)
+
+
+def check_run_directory(spec: RunSpec, out_dir: Path) -> None:
+    """Refuse a directory that holds results of another configuration (before any compute)."""
+    written = out_dir / "spec.json"
+    if written.exists() and written.read_text() != _spec_json(spec):
+        raise ValueError(
+            f"run directory {out_dir} holds results of a different configuration (see its spec.json); "
+            "choose another hydra.run.dir or remove that directory"
+        )
 
 
 def run(
@@ -323,6 +337,7 @@ def run(
 ) -> list[dict]:
     """Train (or reuse from ``cache_dir``), analyse and write one run; returns the result rows."""
     out_dir = Path(out_dir)
+    check_run_directory(spec, out_dir)
     started = time.perf_counter()
     trained = train_all(spec, progress=progress, cache=ModelCache(cache_dir))
     log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)

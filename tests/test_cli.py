@@ -89,6 +89,16 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
         ("eval.trials=1", "eval.trials must be an integer >= 2"),
         ("task.params.f_min=0.5", "f_min=0.5"),
         ("+task.params.frequency=2", "unknown parameter(s) frequency"),
+        ("widths=[]", "widths is empty"),
+        ("constructions=[]", "constructions is empty"),
+        ("constructions=[orthogonal]", "unknown construction 'orthogonal'"),
+        ("train.batch_size=0", "train.batch_size must be a positive integer"),
+        ("train.lr=-1", "train.lr must be a positive finite number"),
+        ("seeds=[-1]", "seeds must be non-negative integers"),
+        ("seeds=abc", "seeds='abc'"),
+        ("alpha=0", "alpha must lie in (0, 1]"),
+        ("train.until_solved=true", "only the copy task has"),
+        ("eval.random_controls=-2", "eval.random_controls must be an integer >= 0"),
         ("constructions=[dense_normal]", "even width"),
     ],
 )
@@ -168,3 +178,13 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_bitwise_equal(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "run" / "results.csv").read_bytes() == (tmp_path / "reference" / "results.csv").read_bytes()
     assert not list((cache / "checkpoints").glob("*.eqx"))  # cleaned up once the models are cached
+
+
+def test_a_run_directory_of_another_configuration_is_refused(tmp_path):
+    first = run_cli(tmp_path, "task=sine", "seeds=1", "widths=[4]", *TINY, "eval.random_controls=0")
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "results.csv").read_bytes()
+    other = run_cli(tmp_path, "task=sine", "seeds=2", "widths=[4]", *TINY, "eval.random_controls=0")
+    assert other.returncode != 0 and "holds results of a different configuration" in other.stderr
+    assert "Traceback" not in other.stderr
+    assert (tmp_path / "results.csv").read_bytes() == before
