@@ -188,3 +188,21 @@ def test_a_run_directory_of_another_configuration_is_refused(tmp_path):
     assert other.returncode != 0 and "holds results of a different configuration" in other.stderr
     assert "Traceback" not in other.stderr
     assert (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_submitit_local_multirun_sweeps_alpha(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "-m", "hydra/launcher=submitit_local", "task=sine", "seeds=1",
+         "widths=[4]", *TINY, "eval.random_controls=0", "alpha=0.5,0.9", f"hydra.sweep.dir={tmp_path}",
+         f"cache_dir={tmp_path}/cache"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    tables = sorted(tmp_path.glob("*/results.csv"))
+    assert [p.parent.name.split("_")[0] for p in tables] == ["0", "1"]
+    alphas = [{r["alpha"] for r in read_csv(p)} for p in tables]
+    assert alphas == [{"0.5"}, {"0.9"}]
+    # the same trained model under both thresholds: only the partition differs
+    fvu = [[r["fvu"] for r in read_csv(p) if r["subset"] == "none"] for p in tables]
+    assert fvu[0] == fvu[1]
