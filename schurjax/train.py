@@ -143,6 +143,19 @@ class TrainResult:
     stopped: np.ndarray
 
 
+def shard_models(tree):
+    """Split the leading (model) axis of every leaf across all devices; one device: unchanged.
+
+    Each model trains independently, so the vmapped program partitions along that axis without
+    any communication: seeds spread over GPUs (or TPU cores) in one compiled program.
+    """
+    devices = jax.devices()
+    if len(devices) == 1:
+        return tree
+    mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models")))
+
+
 def save_checkpoint(path: Path, chunks_done: int, state: TrainState) -> None:
     """Write ``(chunks_done, state)`` as one file, under a temporary name, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,13 +217,17 @@ def train_models(
         total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0
     ) as bar:
         for indices in groups.values():
-            state = jax.vmap(init)(stack_models([padded[i] for i in indices]))
-            keys = jnp.stack([data_keys[i] for i in indices])
+            # Fill the group up to a multiple of the device count with copies of its last model
+            # (trained and dropped), so that the model axis splits evenly across devices.
+            slots = indices + indices[-1:] * (-len(indices) % jax.device_count())
+            state = jax.vmap(init)(stack_models([padded[i] for i in slots]))
+            keys = jnp.stack([data_keys[i] for i in slots])
             path = None if checkpoint_path is None else checkpoint_path(indices)
             start = 0
             if path is not None and path.exists():
                 start, state = load_checkpoint(path, state)
                 bar.update(len(indices) * min(start * config.chunk_length, config.steps))
+            state, keys = shard_models((state, keys))
             for chunk in range(start, n_chunks):
                 state = run_chunk(state, keys)
                 if config.until_solved:
@@ -231,8 +248,9 @@ def train_models(
                     break
             for index, model in zip(indices, unstack_models(state.model)):
                 trained[index] = unpad_model(model)
-            final_loss[indices] = np.asarray(state.loss)
-            steps[indices] = np.asarray(state.step)
-            diverged[indices] = np.asarray(state.diverged)
-            stopped[indices] = np.asarray(state.stopped)
+            count = len(indices)
+            final_loss[indices] = np.asarray(state.loss)[:count]
+            steps[indices] = np.asarray(state.step)[:count]
+            diverged[indices] = np.asarray(state.diverged)[:count]
+            stopped[indices] = np.asarray(state.stopped)[:count]
     return TrainResult(models=trained, final_loss=final_loss, steps=steps, diverged=diverged, stopped=stopped)

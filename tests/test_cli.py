@@ -206,3 +206,25 @@ def test_submitit_local_multirun_sweeps_alpha(tmp_path):
     # the same trained model under both thresholds: only the partition differs
     fvu = [[r["fvu"] for r in read_csv(p) if r["subset"] == "none"] for p in tables]
     assert fvu[0] == fvu[1]
+
+
+def test_two_devices_shard_the_seeds_and_agree_with_one(tmp_path):
+    import os
+
+    common = ["task=flipflop", "seeds=3", "widths=[8]", "train.steps=60", "train.batch_size=8", "train.chunk_steps=20",
+              "eval.trials=32", "eval.random_controls=0", "progress=false", "cache_dir=null"]
+    runs = {}
+    for devices in (1, 2):
+        env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "experiments.run", f"hydra.run.dir={tmp_path / str(devices)}", *common],
+            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        runs[devices] = read_csv(tmp_path / str(devices) / "results.csv")
+    # 3 seeds on 2 devices: the group is padded to 4 slots and split 2 + 2. Each device runs
+    # the same per-model arithmetic on a smaller batch; XLA may order float32 sums differently.
+    for one, two in zip(runs[1], runs[2]):
+        assert (one["seed"], one["subset"]) == (two["seed"], two["subset"])
+        assert float(two["fvu"]) == pytest.approx(float(one["fvu"]), rel=1e-4, abs=1e-6)
+        assert float(two["train_loss"]) == pytest.approx(float(one["train_loss"]), rel=1e-4)
