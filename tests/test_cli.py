@@ -118,6 +118,12 @@ def test_unknown_task_names_the_choices(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_an_unknown_config_key_is_a_hydra_error_without_traceback(tmp_path):
+    done = run_cli(tmp_path, "task=sine", "trian.steps=10", *TINY)
+    assert done.returncode != 0
+    assert "trian" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_alpha_sweep_and_rerun_reuse_trained_models_and_reproduce_bitwise(tmp_path):
     common = ["task=flipflop", "seeds=2", "widths=[8]", *TINY, "eval.random_controls=2"]
     first = run_cli(tmp_path / "a", *common, f"cache_dir={tmp_path}/cache", "alpha=0.9")
