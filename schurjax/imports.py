@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .results import NPZ_KEYS
 from .weights import RNNWeights
 
 NPZ_SUFFIXES = (".npz",)
@@ -94,7 +95,8 @@ def load_npz(path: str | Path) -> RNNWeights:
     return checked_weights(arrays, source)
 
 
-_FIELDS = {"W_xh": "w_xh", "W_hh": "w_hh", "W_hy": "w_hy", "b_h": "b_h", "b_y": "b_y"}
+# npz key -> RNNWeights field: the layout models/*.npz is written in
+_FIELDS = {key: field for field, key in NPZ_KEYS.items()}
 
 
 def load_torch(path: str | Path, keys: TorchKeys = TorchKeys()) -> RNNWeights:
