@@ -48,7 +48,7 @@ def held_out_set(task: Task, config: EvalConfig):
 
 @eqx.filter_jit
 def _outputs(models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int) -> Float[Array, "M B T Ny"]:
-    return jax.lax.map(lambda model: jax.vmap(model)(inputs), models, batch_size=models_per_call)
+    return jax.lax.map(lambda model: model(inputs), models, batch_size=models_per_call)
 
 
 @eqx.filter_jit
@@ -65,7 +65,7 @@ def _evaluate(
 
     def one(args):
         model, index = args
-        outputs = jax.vmap(model)(inputs)
+        outputs = model(inputs)
         if references is None:
             distance = jnp.full((), jnp.nan, outputs.dtype)
         else:
