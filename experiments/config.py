@@ -3,6 +3,7 @@
 from omegaconf import DictConfig, OmegaConf
 
 from schurjax.evaluate import EvalConfig
+from schurjax.paper import PaperSpec
 from schurjax.pipeline import RunSpec
 from schurjax.train import TrainConfig
 
@@ -41,4 +42,52 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         eval_task_params=task.get("eval_params") or {},
         train=TrainConfig(**plain["train"]),
         eval=eval_config(plain),
+    )
+
+
+def paper_spec(cfg: DictConfig) -> PaperSpec:
+    """Build the PaperSpec of conf/paper.yaml (with ``quick_settings`` applied when quick=true)."""
+    if cfg.quick:
+        cfg = OmegaConf.merge(cfg, cfg.quick_settings)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    seeds = _seeds(plain["seeds"])
+    ci_seeds = plain["ci_seeds"]
+    if isinstance(ci_seeds, bool) or not isinstance(ci_seeds, int) or ci_seeds < 0:
+        raise ValueError(f"ci_seeds={ci_seeds!r}: give a number of seeds >= 0")
+    evaluation = eval_config(plain)
+
+    def train(suite: dict) -> TrainConfig:
+        return TrainConfig(**(plain["train"] | suite.get("train", {})))
+
+    copy, neuro = plain["copy"], plain["neuro"]
+    copy_spec = RunSpec(
+        task="copy",
+        seeds=seeds,
+        widths=_as_tuple(copy["widths"]),
+        constructions=_as_tuple(copy["constructions"]),
+        alpha=plain["alpha"],
+        task_params=copy["params"],
+        eval_task_params=copy["eval_params"],
+        train=train(copy),
+        eval=evaluation,
+    )
+    neuro_seeds = tuple(range(max(len(seeds), ci_seeds))) if seeds == tuple(range(len(seeds))) else seeds
+    neuro_specs = tuple(
+        RunSpec(
+            task=task,
+            seeds=neuro_seeds,
+            widths=(neuro["width"],),
+            constructions=(neuro["construction"],),
+            alpha=plain["alpha"],
+            train=train(neuro),
+            eval=evaluation,
+        )
+        for task in _as_tuple(neuro["tasks"])
+    )
+    return PaperSpec(
+        copy=copy_spec,
+        alphas=tuple(plain["alphas"]),
+        neuro=neuro_specs,
+        paper_seeds=len(seeds),
+        ci_seeds=ci_seeds if neuro_seeds != seeds else len(seeds),
     )

@@ -117,3 +117,86 @@ def control_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"{rows[0]['task']}: structured vs matched-norm random changes (5–95%)", fontsize=9)
     return save(figure, stem)
+
+
+def _mean_and_error(values: Sequence[float], interval: str) -> tuple[float, float]:
+    """Mean and error bar half-width: the SEM, or the half-width of a 95% Student-t interval."""
+    mean, sem = mean_sem(values)
+    if np.isnan(sem):
+        return mean, 0.0
+    if interval == "sem":
+        return mean, sem
+    from scipy.stats import t  # only the confidence-interval figures need scipy.stats
+
+    return mean, float(t.ppf(0.975, len(values) - 1) * sem)
+
+
+def lattice_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
+    """Figure 1: replay accuracy of every subset, one panel per construction.
+
+    A gray segment joins each S without T_CC to S ∪ {T_CC}: a flat segment means removing T_CC
+    costs nothing given the blocks already removed. With several seeds the dots are means ± SEM
+    and the seeds are drawn as small points.
+    """
+    names = [subset_name(s) for s in SUBSETS]
+    constructions = list(dict.fromkeys(r["construction"] for r in rows))
+    figure = Figure(figsize=(3.6 * len(constructions), 3.0), layout="constrained")
+    axes = figure.subplots(1, len(constructions), squeeze=False, sharey=True)[0]
+    for ax, construction in zip(axes, constructions):
+        panel = [r for r in rows if r["construction"] == construction and not is_diverged(r)]
+        per_subset = {n: [float(r["replay_accuracy"]) for r in panel if r["subset"] == n] for n in names}
+        means = {n: mean_sem(v)[0] for n, v in per_subset.items()}
+        for subset in SUBSETS:
+            if "T_CC" not in subset:
+                a, b = subset_name(subset), subset_name((*subset, "T_CC"))
+                ax.plot([names.index(a), names.index(b)], [means[a], means[b]], color="0.7", lw=1.2, zorder=1)
+        for x, name in enumerate(names):
+            values = per_subset[name]
+            if len(values) > 1:
+                ax.scatter(x + np.linspace(-0.12, 0.12, len(values)), values, s=6, color="0.45", zorder=2)
+            mean, error = _mean_and_error(values, "sem")
+            ax.errorbar(x, mean, yerr=error, fmt="o", color="tab:blue", ms=5, capsize=3, zorder=3)
+        seeds = sorted({r["seed"] for r in panel})
+        width = panel[0]["width"] if panel else ""
+        label = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds, mean ± SEM"
+        ax.set_title(f"{construction}, $N_h$={width} ({label})", fontsize=9)
+        ax.set_xticks(range(len(names)), [SUBSET_LABELS[n] for n in names], rotation=60, fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("replay accuracy (128 lags)")
+    figure.suptitle(f"copy: Schur-coupling ablations (α = {rows[0]['alpha']}); gray: S → S ∪ {{T_CC}}", fontsize=10)
+    return save(figure, stem)
+
+
+def block_figure(rows: Sequence[Mapping], stem: Path, interval: str = "sem") -> list[Path]:
+    """Figure 2: per task, ΔFVU (top) and S_ΔT (bottom) of each single-block ablation.
+
+    Bars are means with ± SEM (``interval="sem"``) or a 95% confidence interval
+    (``interval="ci95"``); the seeds are drawn as points. Symmetric-log axes: blocks range from
+    harmless to catastrophic.
+    """
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    blocks = [subset_name((b,)) for b in ("T_RR", "T_CR", "T_CC")]
+    figure = Figure(figsize=(3.0 * len(tasks), 4.8), layout="constrained")
+    axes = figure.subplots(2, len(tasks), squeeze=False)
+    for j, task in enumerate(tasks):
+        kept = [r for r in rows if r["task"] == task and not is_diverged(r)]
+        for i, metric in enumerate(("delta_fvu", "s_delta_t")):
+            ax = axes[i, j]
+            for x, block in enumerate(blocks):
+                values = [v for r in kept if r["subset"] == block and (v := _value(r, metric)) is not None]
+                if not values:
+                    continue
+                mean, error = _mean_and_error(values, interval)
+                ax.bar(x, mean, yerr=error, color="tab:blue", alpha=0.6, capsize=3)
+                ax.scatter(x + np.linspace(-0.15, 0.15, len(values)), values, s=8, color="0.2", zorder=3)
+            ax.set_xticks(range(len(blocks)), [SUBSET_LABELS[b] for b in blocks], fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
+            _symlog(ax)
+            if i == 0:
+                n_seeds = len({r["seed"] for r in kept})
+                ax.set_title(f"{task} ({n_seeds} seeds)", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("ΔFVU" if metric == "delta_fvu" else "$S_{ΔT}$")
+    bars = "mean ± SEM" if interval == "sem" else "mean, 95% CI"
+    figure.suptitle(f"neuro suite: single-block ablations ({bars}; points: seeds)", fontsize=10)
+    return save(figure, stem)

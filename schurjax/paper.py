@@ -1,0 +1,168 @@
+"""The paper's experiments (SPEC §8) as one call: copy suite, α table, neuro suite, figures, report.
+
+:func:`reproduce` trains every model once (through the model cache when one is given), analyses
+the copy controllers at every α of the sensitivity table without retraining (α only moves the
+R/C partition), and writes a run directory holding one ordinary run directory per suite plus the
+paper's tables, Figures 1–2 and ``REPRODUCTION.md``, which sets our numbers beside the paper's.
+"""
+
+import dataclasses
+import logging
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import scipy.stats
+
+from . import plots
+from .cache import ModelCache
+from .evaluate import held_out_set
+from .pipeline import RunSpec, analyse, train_all, write_results, write_run
+from .report import reproduction_report
+from .results import SUMMARY_COLUMNS, is_diverged, summarise, write_csv
+
+log = logging.getLogger(__name__)
+
+NEURO_TASKS = ("flipflop", "sine", "cdi")
+# Figure 1 shows these Nh = 72 copy controllers.
+FIGURE1_CONSTRUCTIONS = ("dense_orthogonal", "cayley")
+FIGURE1_WIDTH = 72
+CI_LEVEL = 0.95
+CI_SUMMARY_COLUMNS = (*SUMMARY_COLUMNS, "ci95_low", "ci95_high")
+PUBLISHED_TABLES = ("copy_summary.csv", "alpha_table.csv", "neuro_summary.csv", "neuro_ci_summary.csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperSpec:
+    """The whole reproduction: the copy suite at the main α, the α table, the neuro suite.
+
+    ``neuro`` specs train ``max(paper_seeds, ci_seeds)`` seeds once; the tables compared with
+    the paper use the first ``paper_seeds`` of them (the paper had 3), the confidence-interval
+    table all of them.
+    """
+
+    copy: RunSpec
+    alphas: tuple[float, ...]
+    neuro: tuple[RunSpec, ...]
+    paper_seeds: int
+    ci_seeds: int
+
+    def __post_init__(self):
+        if self.copy.alpha not in self.alphas:
+            raise ValueError(f"alphas={list(self.alphas)} must include the main alpha={self.copy.alpha}")
+        if self.paper_seeds < 1 or self.ci_seeds < 0:
+            raise ValueError(f"seeds={self.paper_seeds} must be >= 1 and ci_seeds={self.ci_seeds} >= 0")
+        for spec in self.neuro:
+            if len(spec.seeds) < max(self.paper_seeds, self.ci_seeds):
+                raise ValueError(f"neuro task {spec.task} trains {len(spec.seeds)} seeds; it needs {max(self.paper_seeds, self.ci_seeds)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperResult:
+    copy_rows: list[dict]  # every α
+    neuro_rows: list[dict]  # every neuro seed
+    seconds: dict[str, float]
+
+
+def confidence_summary(rows: Sequence[Mapping], level: float = CI_LEVEL) -> list[dict]:
+    """:func:`summarise` plus a Student-t confidence interval of each mean (NaN for n < 2)."""
+    summary = summarise(rows)
+    for row in summary:
+        half = scipy.stats.t.ppf(0.5 + level / 2, row["n"] - 1) * row["sem"] if row["n"] > 1 else math.nan
+        row |= dict(ci95_low=row["mean"] - half, ci95_high=row["mean"] + half)
+    return summary
+
+
+def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCache) -> list[dict]:
+    trained = train_all(spec.copy, progress=progress, cache=cache)
+    data = held_out_set(spec.copy.eval_task(), spec.copy.eval)
+    rows = []
+    for alpha in spec.alphas:
+        at_alpha = analyse(trained, data, task="copy", alpha=alpha, config=spec.copy.eval)
+        if alpha == spec.copy.alpha:
+            write_run(spec.copy, trained, at_alpha, out_dir / "copy")
+        else:
+            write_results(at_alpha, out_dir / f"copy_alpha{alpha:g}")
+        rows += at_alpha
+    return rows
+
+
+def _neuro_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCache) -> tuple[list[dict], dict]:
+    rows, seconds = [], {}
+    for task_spec in spec.neuro:
+        started = time.perf_counter()
+        trained = train_all(task_spec, progress=progress, cache=cache)
+        data = held_out_set(task_spec.eval_task(), task_spec.eval)
+        task_rows = analyse(trained, data, task=task_spec.task, alpha=task_spec.alpha, config=task_spec.eval)
+        write_run(task_spec, trained, task_rows, out_dir / "neuro" / task_spec.task)
+        rows += task_rows
+        seconds[f"neuro/{task_spec.task}"] = time.perf_counter() - started
+    return rows, seconds
+
+
+def write_paper_outputs(spec: PaperSpec, result: PaperResult, out_dir: Path) -> None:
+    """Tables, figures and REPRODUCTION.md of a finished reproduction."""
+    tables, figures = out_dir / "tables", out_dir / "figures"
+    main = [r for r in result.copy_rows if r["alpha"] == spec.copy.alpha]
+    paper_neuro = [r for r in result.neuro_rows if r["seed"] in spec.neuro[0].seeds[: spec.paper_seeds]]
+    ci_neuro = [r for r in result.neuro_rows if r["seed"] in spec.neuro[0].seeds[: spec.ci_seeds]]
+    write_csv(tables / "copy_summary.csv", summarise(main), SUMMARY_COLUMNS)
+    write_csv(tables / "alpha_table.csv", summarise(result.copy_rows), SUMMARY_COLUMNS)
+    write_csv(tables / "neuro_summary.csv", summarise(paper_neuro), SUMMARY_COLUMNS)
+    if ci_neuro:
+        write_csv(tables / "neuro_ci_summary.csv", confidence_summary(ci_neuro), CI_SUMMARY_COLUMNS)
+    panels = [r for r in main if r["construction"] in FIGURE1_CONSTRUCTIONS and r["width"] == FIGURE1_WIDTH]
+    if panels:
+        first_seed = min(r["seed"] for r in panels)
+        plots.lattice_figure([r for r in panels if r["seed"] == first_seed], figures / "figure1")
+        plots.lattice_figure(panels, figures / "figure1_mean_sem")
+    plots.block_figure(paper_neuro, figures / "figure2")
+    if ci_neuro:
+        plots.block_figure(ci_neuro, figures / "figure2_ci", interval="ci95")
+    (out_dir / "REPRODUCTION.md").write_text(
+        reproduction_report(
+            copy_rows=result.copy_rows,
+            paper_neuro=paper_neuro,
+            ci_neuro=ci_neuro,
+            main_alpha=spec.copy.alpha,
+            copy_budget=spec.copy.train.steps,
+            seconds=result.seconds,
+            diverged=sum(is_diverged(r) for r in [*result.copy_rows, *result.neuro_rows] if r["subset"] == "none"),
+        )
+    )
+
+
+def publish(out_dir: Path, docs_dir: Path) -> None:
+    """Copy the tables, figures and report of a reproduction into ``docs_dir`` (e.g. docs/)."""
+    target = docs_dir / "reproduction"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PUBLISHED_TABLES:
+        if (out_dir / "tables" / name).exists():
+            shutil.copyfile(out_dir / "tables" / name, target / name)
+    for figure in sorted((out_dir / "figures").glob("*")):
+        shutil.copyfile(figure, target / figure.name)
+    report = (out_dir / "REPRODUCTION.md").read_text()
+    # The report links figures relative to the run directory; docs keep them in reproduction/.
+    (docs_dir / "REPRODUCTION.md").write_text(report.replace("](figures/", "](reproduction/"))
+
+
+def reproduce(
+    spec: PaperSpec, out_dir: str | Path, *, progress: bool = True, cache_dir: str | Path | None = None
+) -> PaperResult:
+    """Run every suite and write the reproduction into ``out_dir``."""
+    out_dir = Path(out_dir)
+    cache = ModelCache(cache_dir)
+    seconds = {}
+    started = time.perf_counter()
+    copy_rows = _copy_suite(spec, out_dir, progress, cache)
+    seconds["copy (all alphas)"] = time.perf_counter() - started
+    neuro_rows, neuro_seconds = _neuro_suite(spec, out_dir, progress, cache)
+    seconds |= neuro_seconds
+    seconds["total"] = time.perf_counter() - started
+    for suite, value in seconds.items():
+        log.info("%s: %.1f s", suite, value)
+    result = PaperResult(copy_rows=copy_rows, neuro_rows=neuro_rows, seconds=seconds)
+    write_paper_outputs(spec, result, out_dir)
+    return result

@@ -1,0 +1,303 @@
+"""REPRODUCTION.md: our numbers beside the paper's, with a verdict per number and per claim — host only.
+
+Every number in the report is computed here from result rows; the paper's values are the
+constants below, quoted from its text. The verdict rules are stated in the report itself so a
+reader can check them.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.stats
+
+from .interventions import SUBSETS, subset_name
+from .results import is_diverged, mean_sem
+
+SUBSET_NAMES = [subset_name(s) for s in SUBSETS]
+SINGLE_BLOCKS = ("T_RR", "T_CR", "T_CC")
+
+# The paper's copy result: replay accuracy of the dense_orthogonal Nh = 72 controller.
+PAPER_COPY = {
+    "none": 1.00,
+    "T_RR": 0.876,
+    "T_CR": 0.639,
+    "T_CC": 1.00,
+    "T_RR+T_CR": 0.624,
+    "T_RR+T_CC": 0.875,
+    "T_CR+T_CC": 0.639,
+    "T_RR+T_CR+T_CC": 0.624,
+}
+# The paper's neuro suite, mean ± SEM over 3 seeds: (task, subset, metric) -> (mean, sem or None).
+# "≈ 0" / "small" entries are claims rather than numbers; they are checked as claims.
+PAPER_NEURO = {
+    ("flipflop", "none", "fvu"): (0.0048, None),
+    ("sine", "none", "fvu"): (0.0036, None),
+    ("cdi", "none", "fvu"): (0.0104, None),
+    ("flipflop", "T_CR", "delta_fvu"): (9.45e-2, 9.35e-3),
+    ("flipflop", "T_CC", "delta_fvu"): (4.96e-2, 5.39e-3),
+    ("sine", "T_CC", "delta_fvu"): (2.08, 0.23),
+    ("sine", "T_CR", "delta_fvu"): (1.73, 0.34),
+    ("sine", "T_CR", "s_delta_t"): (21.1, 5.1),
+    ("sine", "T_CC", "s_delta_t"): (12.3, 1.5),
+    ("cdi", "T_CC", "delta_fvu"): (0.94, 0.03),
+    ("cdi", "T_CR", "delta_fvu"): (0.37, 0.16),
+}
+# Entries the paper reports as negligible next to the task's other single blocks.
+PAPER_NEGLIGIBLE = {("flipflop", "T_RR", "delta_fvu"): "≈ 0", ("sine", "T_RR", "s_delta_t"): "small"}
+NEGLIGIBLE_FRACTION = 0.1
+# Copy verdicts: replay accuracies within these distances of the paper's.
+COPY_MATCH, COPY_CLOSE = 0.02, 0.1
+# Claim thresholds (replay accuracy): "preserving" = within 0.01; "harmful" = a drop of >= 0.1.
+PRESERVING, HARMFUL = 0.01, 0.1
+
+
+def _values(rows: Sequence[Mapping], **where) -> list[float]:
+    return [
+        float(r[metric])
+        for r in rows
+        if not is_diverged(r)
+        and all(r[k] == v for k, v in where.items() if k != "metric")
+        and r.get(metric := where["metric"]) not in (None, "")
+    ]
+
+
+def _mean(rows, **where) -> float:
+    values = _values(rows, **where)
+    return float(np.mean(values)) if values else math.nan
+
+
+def _fmt(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def _mean_sem_text(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    mean, sem = mean_sem(values)
+    return _fmt(mean) if math.isnan(sem) else f"{_fmt(mean)} ± {_fmt(sem)}"
+
+
+def _ci_text(values: Sequence[float]) -> str:
+    if len(values) < 2:
+        return "—"
+    mean, sem = mean_sem(values)
+    half = scipy.stats.t.ppf(0.975, len(values) - 1) * sem
+    return f"{_fmt(mean)} [{_fmt(mean - half)}, {_fmt(mean + half)}]"
+
+
+def numeric_verdict(ours: Sequence[float], paper: float, paper_sem: float | None) -> str:
+    """"consistent": the means differ by < 2 combined SEMs; "same order": within 3×; else "differs"."""
+    if not ours:
+        return "no data"
+    mean, sem = mean_sem(ours)
+    spread = math.sqrt((0 if math.isnan(sem) else sem) ** 2 + (paper_sem or 0) ** 2)
+    if spread > 0 and abs(mean - paper) < 2 * spread:
+        return "consistent"
+    if mean > 0 and paper > 0 and 1 / 3 <= mean / paper <= 3:
+        return "same order"
+    return "differs"
+
+
+def _copy_section(rows: Sequence[Mapping], alpha: float, budget: int) -> list[str]:
+    main = [r for r in rows if r["alpha"] == alpha]
+    lines = [f"## Copy suite (α = {alpha})", ""]
+    lines += [
+        "### dense_orthogonal, Nh = 72: replay accuracy over 128 lags",
+        "",
+        f"Verdict: |ours − paper| ≤ {COPY_MATCH} matches, ≤ {COPY_CLOSE} close, else differs (ours: mean over seeds).",
+        "",
+        "| subset | paper | ours (mean ± SEM) | per seed | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for name in SUBSET_NAMES:
+        values = _values(main, construction="dense_orthogonal", width=72, subset=name, metric="replay_accuracy")
+        distance = abs(np.mean(values) - PAPER_COPY[name]) if values else math.nan
+        verdict = "matches" if distance <= COPY_MATCH else "close" if distance <= COPY_CLOSE else "differs"
+        per_seed = ", ".join(f"{v:.4f}" for v in values)
+        lines.append(f"| {name} | {PAPER_COPY[name]} | {_mean_sem_text(values)} | {per_seed} | {verdict if values else 'no data'} |")
+    lines += ["", "### Every controller: mean replay accuracy per subset", ""]
+    lines += ["| construction | Nh | solved | train steps | " + " | ".join(SUBSET_NAMES) + " |"]
+    lines += ["|---" * (4 + len(SUBSET_NAMES)) + "|"]
+    for construction, width in dict.fromkeys((r["construction"], r["width"]) for r in main):
+        group = [r for r in main if r["construction"] == construction and r["width"] == width]
+        full = [r for r in group if r["subset"] == "none"]
+        solved = sum(float(r["replay_accuracy"]) == 1.0 for r in full)
+        steps = ", ".join(str(r["train_steps"]) for r in full)
+        cells = [_fmt(_mean(group, subset=n, metric="replay_accuracy")) for n in SUBSET_NAMES]
+        lines.append(f"| {construction} | {width} | {solved}/{len(full)} | {steps} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"'solved': perfect replay on the held-out set; controllers train until a separate check set replays "
+        f"perfectly, within a budget of {budget} steps ('train steps' = steps taken).",
+        "",
+    ]
+    return lines
+
+
+def _copy_claims(rows: Sequence[Mapping], alpha: float) -> list[str]:
+    main = [r for r in rows if r["alpha"] == alpha]
+
+    def accuracy(construction, name):
+        return _mean(main, construction=construction, width=72, subset=name, metric="replay_accuracy")
+
+    gaps = [
+        abs(accuracy("dense_orthogonal", subset_name(s)) - accuracy("dense_orthogonal", subset_name((*s, "T_CC"))))
+        for s in SUBSETS
+        if "T_CC" not in s
+    ]
+    full, rr, cr = (accuracy("dense_orthogonal", n) for n in ("none", "T_RR", "T_CR"))
+    cayley = [abs(accuracy("cayley", n) - accuracy("cayley", "none")) for n in SUBSET_NAMES]
+    claims = [
+        (
+            "dense_orthogonal: removing T_CC is nearly loss-preserving given any other removed blocks",
+            f"max over S ∌ T_CC of ∣acc(S) − acc(S ∪ T_CC)∣ = {_fmt(max(gaps))}",
+            max(gaps) <= PRESERVING,
+        ),
+        ("dense_orthogonal: removing T_C→R is not", f"acc(full) − acc(−T_C→R) = {_fmt(full - cr)}", full - cr >= HARMFUL),
+        (
+            "dense_orthogonal: T_RR is an intermediate class",
+            f"acc(−T_C→R) = {_fmt(cr)} < acc(−T_RR) = {_fmt(rr)} < acc(full) = {_fmt(full)}",
+            cr < rr < full - PRESERVING,
+        ),
+        ("cayley: unaffected by the same ablations", f"max over S of ∣acc(S) − acc(full)∣ = {_fmt(max(cayley))}", max(cayley) <= PRESERVING),
+    ]
+    lines = [
+        "### The paper's copy claims",
+        "",
+        f"Thresholds: 'preserving' = within {PRESERVING} replay accuracy; 'harmful' = a drop of at least {HARMFUL}; "
+        "means over seeds, Nh = 72.",
+        "",
+        "| claim | measured | verdict |",
+        "|---|---|---|",
+    ]
+    for claim, measured, holds in claims:
+        verdict = "no data" if "nan" in measured else "reproduced" if holds else "not reproduced"
+        lines.append(f"| {claim} | {measured} | {verdict} |")
+    return [*lines, ""]
+
+
+def _alpha_section(rows: Sequence[Mapping]) -> list[str]:
+    alphas = sorted({r["alpha"] for r in rows})
+    lines = ["## Table 1: α sensitivity (copy, Nh = 72, mean replay accuracy; models trained once)", ""]
+    for construction in dict.fromkeys(r["construction"] for r in rows):
+        group = [r for r in rows if r["construction"] == construction and r["width"] == 72]
+        if not group:
+            continue
+        lines += [f"**{construction}**", "", "| subset | " + " | ".join(f"α = {a}" for a in alphas) + " |"]
+        lines += ["|---" * (1 + len(alphas)) + "|"]
+        lines.append("| n_R (mean) | " + " | ".join(_fmt(_mean(group, alpha=a, subset="none", metric="n_R")) for a in alphas) + " |")
+        for name in SUBSET_NAMES:
+            cells = [_fmt(_mean(group, alpha=a, subset=name, metric="replay_accuracy")) for a in alphas]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) -> list[str]:
+    n_paper = len({r["seed"] for r in paper_rows})
+    n_ci = len({r["seed"] for r in ci_rows})
+    lines = [
+        "## Neuro suite (Nh = 64, α = 0.9)",
+        "",
+        f"Ours: mean ± SEM over {n_paper} seeds (as in the paper) and mean [95% Student-t CI] over {n_ci} seeds. "
+        "Verdict on the 3-seed numbers: 'consistent' when the means differ by less than two combined SEMs, "
+        "'same order' within a factor 3, else 'differs'. Negligible-block claims hold when our mean is below "
+        f"{NEGLIGIBLE_FRACTION} × the task's largest single-block value.",
+        "",
+        f"| task | subset | metric | paper | ours ({n_paper} seeds) | ours ({n_ci} seeds, 95% CI) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (task, subset, metric), (mean, sem) in PAPER_NEURO.items():
+        ours = _values(paper_rows, task=task, subset=subset, metric=metric)
+        wide = _values(ci_rows, task=task, subset=subset, metric=metric)
+        paper = _fmt(mean) if sem is None else f"{_fmt(mean)} ± {_fmt(sem)}"
+        lines.append(
+            f"| {task} | {subset} | {metric} | {paper} | {_mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
+        )
+    for (task, subset, metric), claim in PAPER_NEGLIGIBLE.items():
+        ours = _values(paper_rows, task=task, subset=subset, metric=metric)
+        largest = max(_mean(paper_rows, task=task, subset=b, metric=metric) for b in SINGLE_BLOCKS)
+        holds = bool(ours) and np.mean(ours) < NEGLIGIBLE_FRACTION * largest
+        wide = _values(ci_rows, task=task, subset=subset, metric=metric)
+        lines.append(
+            f"| {task} | {subset} | {metric} | {claim} | {_mean_sem_text(ours)} | {_ci_text(wide)} | "
+            f"{'reproduced' if holds else 'not reproduced'} |"
+        )
+    lines += ["", f"### All subsets: ΔFVU, mean ± SEM over {n_paper} seeds", ""]
+    tasks = list(dict.fromkeys(r["task"] for r in paper_rows))
+    lines += ["| subset | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
+    for name in SUBSET_NAMES:
+        cells = [_mean_sem_text(_values(paper_rows, task=t, subset=name, metric="delta_fvu")) for t in tasks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    order = {
+        t: sorted(SINGLE_BLOCKS, key=lambda b: -_mean(paper_rows, task=t, subset=b, metric="delta_fvu")) for t in tasks
+    }
+    distinct = len({tuple(o) for o in order.values()}) > 1
+    ranking = "; ".join(f"{t}: {' > '.join(o)}" for t, o in order.items())
+    lines += [
+        "### The paper's neuro claim: ablation profiles depend on the task",
+        "",
+        f"Single blocks ranked by mean ΔFVU — {ranking}. Verdict: "
+        f"{'reproduced (the rankings differ between tasks)' if distinct else 'not reproduced (every task ranks the blocks alike)'}.",
+        "",
+    ]
+    return lines
+
+
+def reproduction_report(
+    *,
+    copy_rows: Sequence[Mapping],
+    paper_neuro: Sequence[Mapping],
+    ci_neuro: Sequence[Mapping],
+    main_alpha: float,
+    copy_budget: int,
+    seconds: Mapping[str, float],
+    diverged: int,
+) -> str:
+    """The markdown report of one reproduction."""
+    lines = [
+        "# Reproduction of the paper's experiments",
+        "",
+        "Generated by `python -m experiments.paper` from the run's own result rows; do not edit by hand "
+        "(rerun with `publish=true` to refresh docs/).",
+        "",
+        "Wall time per suite on this machine: "
+        + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+        + f". Diverged models: {diverged} (excluded from every mean).",
+        "",
+        "Figures: [Figure 1](figures/figure1.png) (seed 0), [Figure 1, all seeds](figures/figure1_mean_sem.png), "
+        "[Figure 2](figures/figure2.png), [Figure 2, 95% CI](figures/figure2_ci.png). "
+        "Tables: `tables/copy_summary.csv`, `tables/alpha_table.csv`, `tables/neuro_summary.csv`, "
+        "`tables/neuro_ci_summary.csv` (summary.csv columns; the last adds ci95_low/ci95_high).",
+        "",
+        *_copy_section(copy_rows, main_alpha, copy_budget),
+        *_copy_claims(copy_rows, main_alpha),
+        *_alpha_section(copy_rows),
+        *_neuro_section(paper_neuro, ci_neuro),
+        *PROTOCOL_NOTES,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PROTOCOL_NOTES = [
+    "## Where our protocol differs from (or fills in) the paper's",
+    "",
+    "- Task details the paper leaves open follow SPEC §3 and were fixed before any comparison: copy with 8 "
+    "symbols in {−1, +1}^8, 32 replay lags in the loss, 128 scored for accuracy; flip-flop T = 25 with a "
+    "2-step grace period after each pulse; sine T = 50, f ∈ [0.04, 0.2] cycles/step, cue x + 0.25; CDI "
+    "3 + 20 + 5 + 20 steps, noise 0.1, coherences ±{1/8, 1/4, 1/2, 1}. No task or metric was tuned toward "
+    "the paper's numbers.",
+    "- Training follows the paper (Adam, lr 1e-3, batch 64, 3840 steps for the neuro tasks). Copy controllers "
+    "train until a separate 256-trial check set replays all 128 lags perfectly, within the stated budget; "
+    "the paper trains 'until solved' without a budget, so unsolved controllers are listed above rather "
+    "than dropped.",
+    "- Held-out metrics use 1024 trials drawn from their own key (seed 20240917), never seen in training.",
+    "- The paper's neuro ΔFVU values are for its own trained networks; ours are for networks trained by "
+    "this code. Full-model FVUs that differ from the paper's shift every ΔFVU, so compare orders of "
+    "magnitude and rankings first.",
+    "",
+]
