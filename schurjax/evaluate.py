@@ -51,6 +51,15 @@ def _outputs(models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: i
     return jax.lax.map(lambda model: model(inputs), models, batch_size=models_per_call)
 
 
+def _scores(outputs, targets, mask, variation, reference):
+    """FVU, sign agreement and (against ``reference``, if given) rollout distance of one network."""
+    if reference is None:
+        distance = jnp.full((), jnp.nan, outputs.dtype)
+    else:
+        distance = squared_error(outputs, reference, mask) / target_variation(reference, mask)
+    return squared_error(outputs, targets, mask) / variation, sign_agreement(outputs, targets, mask), distance
+
+
 @eqx.filter_jit
 def _evaluate(
     models: TanhRNN,
@@ -65,15 +74,16 @@ def _evaluate(
 
     def one(args):
         model, index = args
-        outputs = model(inputs)
-        if references is None:
-            distance = jnp.full((), jnp.nan, outputs.dtype)
-        else:
-            reference = references[index]
-            distance = squared_error(outputs, reference, mask) / target_variation(reference, mask)
-        return squared_error(outputs, targets, mask) / variation, sign_agreement(outputs, targets, mask), distance
+        reference = None if references is None else references[index]
+        return _scores(model(inputs), targets, mask, variation, reference)
 
     return jax.lax.map(one, (models, reference_index), batch_size=models_per_call)
+
+
+@eqx.filter_jit
+def _reference_scores(outputs: Float[Array, "R B T Ny"], targets, mask):
+    variation = target_variation(targets, mask)
+    return jax.vmap(lambda o: _scores(o, targets, mask, variation, o))(outputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +98,8 @@ class Evaluation:
     fvu: Float[np.ndarray, " M"]
     sign_agreement: Float[np.ndarray, " M"]
     rollout_distance: Float[np.ndarray, " M"]
+    # The reference networks' own metrics, from the same rollouts that the distances use.
+    references: "Evaluation | None" = None
 
 
 def evaluate_models(
@@ -96,18 +108,20 @@ def evaluate_models(
     """Metrics of a stacked batch of models (any parametrisation) on ``(inputs, targets, mask)``.
 
     ``references`` (stacked) and ``reference_index`` (one per model) name the network whose
-    outputs each model's rollout distance is measured against; without them it is NaN.
+    outputs each model's rollout distance is measured against; without them it is NaN. The
+    references are rolled out once, and their own metrics come back as ``.references``.
     """
     inputs, targets, mask = data
+    host = lambda x: np.asarray(x, np.float64)  # noqa: E731
     if references is None:
-        reference_outputs, reference_index = None, np.zeros(models.w_xh.shape[0], int)
+        reference_outputs, reference_index, reference_evaluation = None, np.zeros(models.w_xh.shape[0], int), None
     else:
         reference_outputs = _outputs(references, inputs, models_per_call)
+        reference_evaluation = Evaluation(*map(host, _reference_scores(reference_outputs, targets, mask)))
     fvu, agreement, distance = _evaluate(
         models, jnp.asarray(reference_index), inputs, targets, mask, reference_outputs, models_per_call
     )
-    host = lambda x: np.asarray(x, np.float64)  # noqa: E731
-    return Evaluation(fvu=host(fvu), sign_agreement=host(agreement), rollout_distance=host(distance))
+    return Evaluation(host(fvu), host(agreement), host(distance), references=reference_evaluation)
 
 
 def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:

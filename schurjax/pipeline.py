@@ -19,7 +19,7 @@ from . import plots
 from .cache import CachedModel, ModelCache, training_key
 from .constructions import check_construction
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
-from .evaluate import EvalConfig, evaluate_models, evaluate_weights, held_out_set
+from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
 from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
 from .model import init_model
 from .results import (
@@ -213,6 +213,15 @@ def _control_rows(
     return summaries
 
 
+def _per_subset(evaluation: Evaluation) -> Evaluation:
+    """Interleave the references' metrics (subset ∅) with those of their 7 ablations, model by model."""
+    def merge(full, ablated):
+        return np.concatenate([full[:, None], ablated.reshape(len(full), -1)], axis=1).ravel()
+
+    full = evaluation.references
+    return Evaluation(*(merge(getattr(full, f), getattr(evaluation, f)) for f in ("fvu", "sign_agreement", "rollout_distance")))
+
+
 def analyse(
     trained: Sequence[TrainedModel],
     data,
@@ -231,15 +240,21 @@ def analyse(
     coords = [ordered_schur(m.weights.w_hh) for m in trained]
     ablations = [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
     schur_seconds = time.perf_counter() - started
-    variants = [
-        model.weights.with_recurrent(w_tilde) for model, ablation in zip(trained, ablations) for w_tilde in ablation.w_tilde
+    # W̃(∅) is W itself: the full models are the references, rolled out once; only the 7
+    # nonempty ablations of each model are evaluated against them.
+    ablated = [
+        model.weights.with_recurrent(w_tilde)
+        for model, ablation in zip(trained, ablations)
+        for w_tilde in ablation.w_tilde[1:]
     ]
-    evaluation = evaluate_weights(
-        variants,
-        data,
-        config,
-        references=[m.weights for m in trained],
-        reference_index=np.repeat(np.arange(len(trained)), len(SUBSETS)),
+    evaluation = _per_subset(
+        evaluate_weights(
+            ablated,
+            data,
+            config,
+            references=[m.weights for m in trained],
+            reference_index=np.repeat(np.arange(len(trained)), len(SUBSETS) - 1),
+        )
     )
     full_fvu = evaluation.fvu[:: len(SUBSETS)]
     delta_fvu = evaluation.fvu - np.repeat(full_fvu, len(SUBSETS))
@@ -247,13 +262,13 @@ def analyse(
     controls = (
         _control_rows(trained, coords, ablations, data, config, full_fvu, delta_fvu)
         if with_controls
-        else [{} for _ in variants]
+        else [{} for _ in evaluation.fvu]
     )
     log.info(
         "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
         len(trained),
         schur_seconds,
-        len(variants),
+        len(evaluation.fvu),
         f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation" if with_controls else "",
         time.perf_counter() - started - schur_seconds,
     )
