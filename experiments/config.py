@@ -4,6 +4,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from schurjax.evaluate import EvalConfig
 from schurjax.pipeline import RunSpec
+from schurjax.subspace import DiagnosticsConfig
 from schurjax.train import TrainConfig
 
 
@@ -41,4 +42,5 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         eval_task_params=task.get("eval_params") or {},
         train=TrainConfig(**plain["train"]),
         eval=eval_config(plain),
+        diagnostics=DiagnosticsConfig(**plain["diagnostics"]),
     )
