@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._typing import Array, Float, Int, PRNGKeyArray
+from ._typing import Array, Float, Int, Key, PRNGKeyArray
 from .evaluate import stack_weights
 from .interventions import SUBSETS, ablate_all, parse_subset
 from .model import TanhRNN
@@ -66,9 +66,13 @@ def speed(h: Float[Array, " Nh"], w_hh: Float[Array, "Nh Nh"], drive: Float[Arra
 
 @eqx.filter_jit
 def sample_starts(
-    models: TanhRNN, inputs: Float[Array, "B T Nx"], key: PRNGKeyArray, n_starts: int, noise: float
+    models: TanhRNN, inputs: Float[Array, "B T Nx"], keys: Key[Array, " M"], n_starts: int, noise: float
 ) -> Float[Array, "M S Nh"]:
-    """Per model, ``n_starts`` states drawn from its own rollouts on ``inputs``, plus Gaussian noise."""
+    """Per model, ``n_starts`` states drawn from its own rollouts on ``inputs``, plus Gaussian noise.
+
+    ``keys`` holds one key per model; models given the same key draw the same trials, steps and
+    noise, so the starts of an ablated network are paired with those of its full network.
+    """
 
     def one(model, key):
         states = jax.vmap(model.hidden_states)(inputs)
@@ -79,7 +83,7 @@ def sample_starts(
         # padded units stay exactly zero, as in the network itself
         return jnp.where(model.unit_mask[None, :], jittered, 0.0)
 
-    return jax.vmap(one)(models, jax.random.split(key, models.w_xh.shape[0]))
+    return jax.vmap(one)(models, keys)
 
 
 @eqx.filter_jit
@@ -100,7 +104,10 @@ def minimise_speed(
         def step(carry, _):
             h, state = carry
             # starts are independent: the gradient of the summed speed is each start's own
-            updates, state = optimiser.update(jax.grad(lambda x: speeds(x, w, drive).sum())(h), state)
+            gradient = jax.grad(lambda x: speeds(x, w, drive).sum())(h)
+            # optax mixes Python floats with its int32 step count, which strict promotion refuses
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = optimiser.update(gradient, state)
             return (optax.apply_updates(h, updates), state), None
 
         (h, _), _ = jax.lax.scan(step, (h0, optimiser.init(h0)), length=iterations)
@@ -168,11 +175,12 @@ def find_fixed_points(
 
     # traced: every start of every variant at every input level in one program
     models = stack_weights(variants)
-    starts = sample_starts(models, jnp.asarray(inputs)[: config.start_trials], key, config.n_starts, config.start_noise)
+    keys = jax.random.split(key, len(weights))[np.repeat(np.arange(len(weights)), len(subsets))]
+    starts = sample_starts(models, jnp.asarray(inputs)[: config.start_trials], keys, config.n_starts, config.start_noise)
     drives = jnp.einsum("mnx,lx->mln", models.w_xh, jnp.asarray(levels, jnp.float32))
     if models.b_h is not None:
         drives = drives + models.b_h[:, None, :]
-    ends, _ = minimise_speed(models.recurrent.matrix(), drives, starts, config.iterations, config.learning_rate)
+    ends, _ = minimise_speed(jax.vmap(lambda r: r.matrix())(models.recurrent), drives, starts, config.iterations, config.learning_rate)
     ends = np.asarray(ends, np.float64)
 
     # host, float64: filter, merge, classify, match

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
@@ -141,7 +142,7 @@ def state_geometry(
     weights: Sequence[RNNWeights], inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"], models_per_call: int
 ) -> list[StateGeometry]:
     """The state geometry of every network rolled on ``inputs``, each at its own width."""
-    means, moments = _state_moments(stack_weights(weights), inputs, models_per_call)
+    means, moments = _state_moments(stack_weights(weights), jnp.asarray(inputs), models_per_call)
     geometries = []
     for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
         n = w.width
