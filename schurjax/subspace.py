@@ -56,7 +56,7 @@ class DiagnosticsConfig:
     # ablations whose fixed points are found; "none" (the full model) is the reference
     fixed_point_subsets: tuple[str, ...] = ("none", "T_RR", "T_CR", "T_CC")
     n_starts: int = 128
-    iterations: int = 4000
+    iterations: int = 3000
     learning_rate: float = 0.1
     # q(h*) below this counts as a fixed point (float32 round-off puts q near 1e-13 at Nh = 64)
     tolerance: float = 1e-8
