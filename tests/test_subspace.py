@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schurjax.model import TanhRNN
-from schurjax.subspace import DiagnosticsConfig, StateGeometry, perturbation_diagnostics, predictive_power, state_geometry
+from schurjax.subspace import (
+    DiagnosticsConfig,
+    StateGeometry,
+    perturbation_diagnostics,
+    predictive_power,
+    state_geometry,
+)
 from schurjax.weights import RNNWeights, dense_model
 
 OVERLAPS = ("pc_overlap", "pc_overlap_col", "pc_overlap_row", "readout_overlap")
