@@ -1,10 +1,13 @@
 """Hydra config → plain library objects. The only place that knows the config layout."""
 
+import dataclasses
+
 from omegaconf import DictConfig, OmegaConf
 
 from schurjax.evaluate import EvalConfig
 from schurjax.paper import PaperSpec
 from schurjax.pipeline import RunSpec
+from schurjax.subspace import DiagnosticsConfig
 from schurjax.train import TrainConfig
 
 
@@ -42,6 +45,7 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         eval_task_params=task.get("eval_params") or {},
         train=TrainConfig(**plain["train"]),
         eval=eval_config(plain),
+        diagnostics=DiagnosticsConfig(**plain["diagnostics"]),
     )
 
 
@@ -60,6 +64,7 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
         return TrainConfig(**(plain["train"] | suite.get("train", {})))
 
     copy, neuro = plain["copy"], plain["neuro"]
+    diagnostics = DiagnosticsConfig(**plain["diagnostics"])
     copy_spec = RunSpec(
         task="copy",
         seeds=seeds,
@@ -70,6 +75,8 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
         eval_task_params=copy["eval_params"],
         train=train(copy),
         eval=evaluation,
+        # 36 controllers x 3 alphas: fixed points are for the neuro suite
+        diagnostics=dataclasses.replace(diagnostics, fixed_points=False),
     )
     neuro_seeds = tuple(range(max(len(seeds), ci_seeds))) if seeds == tuple(range(len(seeds))) else seeds
     neuro_specs = tuple(
@@ -81,6 +88,7 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
             alpha=plain["alpha"],
             train=train(neuro),
             eval=evaluation,
+            diagnostics=diagnostics,
         )
         for task in _as_tuple(neuro["tasks"])
     )

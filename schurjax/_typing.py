@@ -4,6 +4,6 @@ Dimension names: ``B`` trials, ``T`` time steps, ``Nx`` inputs, ``Nh`` hidden un
 ``Ny`` outputs, ``M`` stacked models.  Annotations are checked with beartype in the tests only.
 """
 
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, Key, PRNGKeyArray
 
-__all__ = ["Array", "Bool", "Float", "Int", "PRNGKeyArray"]
+__all__ = ["Array", "Bool", "Float", "Int", "Key", "PRNGKeyArray"]

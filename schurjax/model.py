@@ -24,7 +24,6 @@ from .constructions import (
     uniform_scale,
 )
 
-
 # Time steps per scan iteration: fewer loop-control round trips for a little more compile time.
 SCAN_UNROLL = 5
 

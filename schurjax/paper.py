@@ -80,7 +80,9 @@ def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCach
     data = held_out_set(spec.copy.eval_task(), spec.copy.eval)
     rows = []
     for alpha in spec.alphas:
-        at_alpha = analyse(trained, data, task="copy", alpha=alpha, config=spec.copy.eval)
+        at_alpha = analyse(
+            trained, data, task="copy", alpha=alpha, config=spec.copy.eval, diagnostics=spec.copy.diagnostics
+        )
         if alpha == spec.copy.alpha:
             write_run(spec.copy, trained, at_alpha, out_dir / "copy")
         else:
@@ -95,7 +97,9 @@ def _neuro_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCac
         started = time.perf_counter()
         trained = train_all(task_spec, progress=progress, cache=cache)
         data = held_out_set(task_spec.eval_task(), task_spec.eval)
-        task_rows = analyse(trained, data, task=task_spec.task, alpha=task_spec.alpha, config=task_spec.eval)
+        task_rows = analyse(
+            trained, data, task=task_spec.task, alpha=task_spec.alpha, config=task_spec.eval, diagnostics=task_spec.diagnostics
+        )
         write_run(task_spec, trained, task_rows, out_dir / "neuro" / task_spec.task)
         rows += task_rows
         seconds[f"neuro/{task_spec.task}"] = time.perf_counter() - started

@@ -20,6 +20,7 @@ from .cache import CachedModel, ModelCache, training_key
 from .constructions import check_construction
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
 from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
+from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
 from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
 from .model import init_model
 from .results import (
@@ -32,6 +33,7 @@ from .results import (
     write_csv,
 )
 from .schur import ordered_schur
+from .subspace import DiagnosticsConfig, subspace_rows
 from .tasks import Task, make_task
 from .train import TrainConfig, train_models
 from .weights import RNNWeights, export_weights
@@ -53,6 +55,7 @@ class RunSpec:
     eval_task_params: Mapping = dataclasses.field(default_factory=dict)
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
 
     def __post_init__(self):
         if not self.seeds:
@@ -230,6 +233,7 @@ def analyse(
     alpha: float,
     config: EvalConfig,
     has_targets: bool = True,
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
 ) -> list[dict]:
     """Ordered Schur, all 8 ablations at ``alpha``, and one batched evaluation: result rows.
 
@@ -263,6 +267,14 @@ def analyse(
         _control_rows(trained, coords, ablations, data, config, full_fvu, delta_fvu)
         if with_controls
         else [{} for _ in evaluation.fvu]
+    )
+    subspace = subspace_rows(
+        [m.weights for m in trained],
+        [ablation.w_tilde for ablation in ablations],
+        data[0],
+        pc_variance=diagnostics.pc_variance,
+        min_removed_mass=config.min_removed_mass,
+        models_per_call=config.models_per_call,
     )
     log.info(
         "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
@@ -310,6 +322,7 @@ def analyse(
                     diverged=model.diverged,
                     source=model.source,
                 )
+                | subspace[flat]
                 | controls[flat]
             )
     return rows
@@ -323,13 +336,45 @@ def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
     plots.subset_figure(rows, out_dir / "figures" / f"{task}_subsets")
     if any(row.get("ctrl_raw_median") is not None for row in rows):
         plots.control_figure(rows, out_dir / "figures" / f"{task}_random_controls")
+    if any(row.get("pc_overlap") is not None and row.get("delta_fvu") is not None for row in rows):
+        plots.diagnostic_figure(rows, out_dir / "figures" / f"{task}_diagnostics")
+
+
+def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
+    """fixed_points.csv, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
+    started = time.perf_counter()
+    task = spec.eval_task()
+    identities = [
+        dict(task=spec.task, construction=m.construction, width=m.width, seed=m.seed, alpha=spec.alpha) for m in trained
+    ]
+    points, summary = find_fixed_points(
+        [m.weights for m in trained],
+        identities,
+        task,
+        held_out_set(task, spec.eval)[0],
+        # the held-out key folded once more: fold 1 is the copy task's solved-check set
+        jax.random.fold_in(jax.random.key(spec.eval.seed), 2),
+        alpha=spec.alpha,
+        config=spec.diagnostics,
+        models_per_call=spec.eval.models_per_call,
+    )
+    delta_fvu = {(r["construction"], r["width"], r["seed"], r["subset"]): r["delta_fvu"] for r in rows}
+    summary = [s | dict(delta_fvu=delta_fvu[s["construction"], s["width"], s["seed"], s["subset"]]) for s in summary]
+    write_csv(out_dir / "fixed_points.csv", points, FIXED_POINT_COLUMNS)
+    write_csv(out_dir / "fixed_point_summary.csv", summary, FIXED_POINT_SUMMARY_COLUMNS)
+    plots.fixed_point_figure(points, out_dir / "figures" / f"{spec.task}_fixed_points")
+    log.info(
+        "fixed points of %d networks in %.1f s", len(trained) * len(spec.diagnostics.fixed_point_subsets), time.perf_counter() - started
+    )
 
 
 def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
-    """Write the output contract: results.csv, summary.csv, models/*.npz, figures/."""
+    """Write the output contract: results.csv, summary.csv, models/*.npz, figures/ (and fixed points)."""
     for model in trained:
         save_weights(out_dir / "models" / model_filename(spec.task, model.construction, model.width, model.seed), model.weights)
     write_results(rows, out_dir)
+    if spec.diagnostics.fixed_points:
+        write_fixed_points(spec, trained, rows, out_dir)
     (out_dir / "spec.json").write_text(_spec_json(spec))
 
 
@@ -367,7 +412,7 @@ def run(
             )
     task = spec.eval_task()
     rows = analyse(
-        trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval
+        trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics
     )
     for row in rows:
         if row["subset"] == "none" and row["fvu"] > UNTRAINED_FVU:

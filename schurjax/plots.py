@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 
 from .interventions import SUBSETS, subset_name
 from .results import is_diverged, mean_sem
+from .subspace import PREDICTORS, predictive_power
 
 SUBSET_LABELS = {
     "none": "full",
@@ -199,4 +200,83 @@ def block_figure(rows: Sequence[Mapping], stem: Path, interval: str = "sem") -> 
                 ax.set_ylabel("ΔFVU" if metric == "delta_fvu" else "$S_{ΔT}$")
     bars = "mean ± SEM" if interval == "sem" else "mean, 95% CI"
     figure.suptitle(f"neuro suite: single-block ablations ({bars}; points: seeds)", fontsize=10)
+    return save(figure, stem)
+
+
+DIAGNOSTIC_LABELS = {
+    "removed_mass": "removed Schur mass ‖ΔT‖/‖T‖",
+    "act_perturbation": "E‖Dh‖² / E‖Wh‖²",
+    "pc_overlap": "‖P_k D P_k‖² / ‖D‖²",
+    "pc_overlap_col": "‖P_k D‖² / ‖D‖²",
+    "pc_overlap_row": "‖D P_k‖² / ‖D‖²",
+    "readout_overlap": "‖P_out D‖² / ‖D‖²",
+}
+
+
+def diagnostic_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
+    """ΔFVU against each subspace diagnostic (and the removed mass), one dot per model × subset.
+
+    Tasks are colours; each panel's title gives the Spearman ρ over all its dots.
+    """
+    power = {p["predictor"]: p for p in predictive_power(rows) if p["scope"] == "all"}
+    kept = [r for r in rows if r["subset"] != "none" and not is_diverged(r) and _value(r, "pc_overlap") is not None]
+    tasks = list(dict.fromkeys(r["task"] for r in kept))
+    figure = Figure(figsize=(10, 5.6), layout="constrained")
+    axes = figure.subplots(2, 3, sharey=True).ravel()
+    for ax, predictor in zip(axes, PREDICTORS):
+        for task, color in zip(tasks, itertools.cycle(["tab:blue", "tab:orange", "tab:green", "tab:purple"])):
+            members = [r for r in kept if r["task"] == task]
+            ax.scatter([_value(r, predictor) for r in members], [_value(r, "delta_fvu") for r in members], s=12, color=color, label=task)
+        if predictor in ("removed_mass", "act_perturbation"):
+            ax.set_xscale("log")
+        ax.set_xlabel(DIAGNOSTIC_LABELS[predictor], fontsize=8)
+        ax.set_title(f"Spearman ρ = {power[predictor]['spearman_rho']:.2f} (n = {power[predictor]['n']})", fontsize=9)
+        ax.grid(alpha=0.3)
+        _symlog(ax)
+    axes[0].set_ylabel("ΔFVU")
+    axes[3].set_ylabel("ΔFVU")
+    axes[0].legend(fontsize=7)
+    figure.suptitle("Does the perturbation's overlap with the activity predict the damage?", fontsize=10)
+    return save(figure, stem)
+
+
+def fixed_point_figure(points: Sequence[Mapping], stem: Path) -> list[Path]:
+    """Fixed points of each full network (grey) and its ablations (red) in the full network's top-PC plane.
+
+    One row per model, one column per ablation; circles are stable, crosses unstable; a thin line
+    joins an ablated fixed point to the full one it is matched to.
+    """
+    models = list(dict.fromkeys((p["construction"], int(p["width"]), int(p["seed"])) for p in points))
+    subsets = list(dict.fromkeys(p["subset"] for p in points if p["subset"] != "none")) or ["none"]
+    figure = Figure(figsize=(2.6 * len(subsets) + 0.6, 2.4 * max(len(models), 1) + 0.6), layout="constrained")
+    axes = figure.subplots(max(len(models), 1), len(subsets), squeeze=False)
+    stable = lambda p: str(p["stable"]).lower() in ("true", "1")  # noqa: E731
+    for (i, model), (j, subset) in itertools.product(enumerate(models), enumerate(subsets)):
+        ax = axes[i, j]
+        mine = [p for p in points if (p["construction"], int(p["width"]), int(p["seed"])) == model]
+        full = {(p["input_level"], int(p["fp_index"])): p for p in mine if p["subset"] == "none"}
+        for group, color in ((list(full.values()), "0.6"), ([p for p in mine if p["subset"] == subset and subset != "none"], "tab:red")):
+            for marker, kind in (("o", True), ("x", False)):
+                chosen = [p for p in group if stable(p) == kind]
+                ax.scatter([float(p["pc1"]) for p in chosen], [float(p["pc2"]) for p in chosen], s=18, marker=marker, color=color, zorder=3)
+            if color == "tab:red":
+                for p in group:
+                    if p["matched_full_index"] not in (None, ""):
+                        target = full[p["input_level"], int(p["matched_full_index"])]
+                        ax.plot([float(p["pc1"]), float(target["pc1"])], [float(p["pc2"]), float(target["pc2"])], color="tab:red", lw=0.6, alpha=0.6)
+        ax.set_title(f"seed {model[2]}: {SUBSET_LABELS[subset]}", fontsize=9)
+        ax.grid(alpha=0.3)
+        if i == len(models) - 1:
+            ax.set_xlabel("PC1")
+        if j == 0:
+            ax.set_ylabel("PC2")
+    handles = [
+        Line2D([], [], color="0.6", marker="o", ls="", label="full, stable"),
+        Line2D([], [], color="0.6", marker="x", ls="", label="full, unstable"),
+        Line2D([], [], color="tab:red", marker="o", ls="", label="ablated, stable"),
+        Line2D([], [], color="tab:red", marker="x", ls="", label="ablated, unstable"),
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7)
+    task = points[0]["task"] if points else ""
+    figure.suptitle(f"{task}: fixed points, full vs ablated (top-PC plane of the full network)", fontsize=10)
     return save(figure, stem)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from schurjax.fixed_points import FIXED_POINT_COLUMNS
 from schurjax.interventions import SUBSETS, subset_name
 from schurjax.results import RESULT_COLUMNS, SUMMARY_COLUMNS, read_csv
 
@@ -51,6 +52,12 @@ def test_sine_run_writes_the_output_contract(tmp_path):
             assert weights["W_xh"].shape == (8, 1)
             assert weights["W_hh"].shape == (8, 8)
             assert weights["W_hy"].shape == (1, 8)
+    none_rows = [r for r in rows if r["subset"] == "none"]
+    assert all(float(r["act_perturbation"]) == 0.0 and r["pc_overlap"] == "" for r in none_rows)
+    with open(tmp_path / "fixed_points.csv") as handle:
+        assert handle.readline().strip().split(",") == list(FIXED_POINT_COLUMNS)
+    assert len(read_csv(tmp_path / "fixed_point_summary.csv")) == 2 * 4 * 3  # models x subsets x cues
+    assert (tmp_path / "figures" / "sine_fixed_points.png").stat().st_size > 0
     assert (tmp_path / "figures" / "sine_subsets.png").stat().st_size > 0
     assert (tmp_path / "figures" / "sine_subsets.pdf").stat().st_size > 0
     assert (tmp_path / ".hydra" / "config.yaml").exists()
@@ -100,6 +107,7 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
         ("train.until_solved=true", "only the copy task has"),
         ("eval.random_controls=-2", "eval.random_controls must be an integer >= 0"),
         ("constructions=[dense_normal]", "even width"),
+        ("diagnostics.pc_variance=0", "diagnostics.pc_variance=0"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, override, message):
