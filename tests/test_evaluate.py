@@ -1,0 +1,33 @@
+"""The batched evaluator: references rolled out once give the same metrics as rolling them out again."""
+
+import jax
+import numpy as np
+
+from schurjax.evaluate import EvalConfig, evaluate_weights, held_out_set
+from schurjax.model import init_model
+from schurjax.tasks import make_task
+from schurjax.weights import dense_model, export_weights
+
+
+def test_reference_metrics_equal_a_separate_rollout_and_distances_are_relative_mse(key):
+    task = make_task("flipflop")
+    config = EvalConfig(trials=64, models_per_call=2)
+    data = held_out_set(task, config)
+    full = [export_weights(init_model("dense_default", 6, task.n_in, task.n_out, k)) for k in jax.random.split(key, 3)]
+    # one variant per model: a scaled recurrent matrix; a second one identical to its reference
+    variants = [w.with_recurrent(0.5 * w.w_hh) for w in full] + [full[0]]
+    evaluation = evaluate_weights(variants, data, config, references=full, reference_index=[0, 1, 2, 0])
+    alone = evaluate_weights(full, data, config)
+    np.testing.assert_allclose(evaluation.references.fvu, alone.fvu, rtol=1e-6)
+    np.testing.assert_allclose(evaluation.references.sign_agreement, alone.sign_agreement, rtol=1e-6)
+    np.testing.assert_array_equal(evaluation.references.rollout_distance, 0.0)
+    assert evaluation.rollout_distance[3] == 0.0 and evaluation.fvu[3] == evaluation.references.fvu[0]
+    assert np.isnan(alone.rollout_distance).all()
+    # the distance is Σ||ŷ − ŷ_ref||² / Σ||ŷ_ref − per-channel mean||² over scored entries, here by hand
+    inputs, _, mask = data
+    outputs, reference = (np.asarray(dense_model(w)(inputs), np.float64) for w in (variants[1], full[1]))
+    scored = np.asarray(mask)
+    channel_mean = np.where(scored, reference, 0).sum(axis=(0, 1)) / scored.sum(axis=(0, 1))
+    spread = np.where(scored, (reference - channel_mean) ** 2, 0).sum()
+    expected = np.where(scored, (outputs - reference) ** 2, 0).sum() / spread
+    np.testing.assert_allclose(evaluation.rollout_distance[1], expected, rtol=1e-4)
