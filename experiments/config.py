@@ -51,9 +51,10 @@ def run_spec(cfg: DictConfig) -> RunSpec:
 
 def paper_spec(cfg: DictConfig) -> PaperSpec:
     """Build the PaperSpec of conf/paper.yaml (with ``quick_settings`` applied when quick=true)."""
-    if cfg.quick:
-        cfg = OmegaConf.merge(cfg, cfg.quick_settings)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    if plain["quick"]:
+        # a plain (non-struct) merge: quick settings may add keys, e.g. steps to a variant
+        plain = OmegaConf.to_container(OmegaConf.merge(plain, plain["quick_settings"]))
     seeds = _seeds(plain["seeds"])
     ci_seeds = plain["ci_seeds"]
     if isinstance(ci_seeds, bool) or not isinstance(ci_seeds, int) or ci_seeds < 0:
@@ -79,23 +80,29 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
         diagnostics=dataclasses.replace(diagnostics, fixed_points=False),
     )
     neuro_seeds = tuple(range(max(len(seeds), ci_seeds))) if seeds == tuple(range(len(seeds))) else seeds
-    neuro_specs = tuple(
-        RunSpec(
+
+    def neuro_spec(task: str, suite: dict) -> RunSpec:
+        return RunSpec(
             task=task,
             seeds=neuro_seeds,
             widths=(neuro["width"],),
             constructions=(neuro["construction"],),
             alpha=plain["alpha"],
-            train=train(neuro),
+            train=TrainConfig(**(plain["train"] | neuro.get("train", {}) | suite.get("train", {}))),
             eval=evaluation,
             diagnostics=diagnostics,
         )
-        for task in _as_tuple(neuro["tasks"])
-    )
+
+    variants = {}
+    for name, variant in (plain.get("variants") or {}).items():
+        if set(variant) - {"task", "train"} or "task" not in variant:
+            raise ValueError(f"variants.{name}={variant!r}: give a task and the train settings it changes")
+        variants[name] = neuro_spec(variant["task"], variant)
     return PaperSpec(
         copy=copy_spec,
         alphas=tuple(plain["alphas"]),
-        neuro=neuro_specs,
+        neuro=tuple(neuro_spec(task, {}) for task in _as_tuple(neuro["tasks"])),
         paper_seeds=len(seeds),
         ci_seeds=ci_seeds if neuro_seeds != seeds else len(seeds),
+        variants=variants,
     )

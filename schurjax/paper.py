@@ -19,7 +19,7 @@ import scipy.stats
 from . import plots
 from .cache import ModelCache
 from .evaluate import held_out_set
-from .pipeline import RunSpec, analyse, train_all, write_results, write_run
+from .pipeline import RunSpec, analyse, model_training_key, train_all, write_results, write_run
 from .report import reproduction_report
 from .results import SUMMARY_COLUMNS, is_diverged, summarise, write_csv
 
@@ -48,6 +48,9 @@ class PaperSpec:
     neuro: tuple[RunSpec, ...]
     paper_seeds: int
     ci_seeds: int
+    # Investigations beyond the paper's protocol (e.g. another learning rate for one task),
+    # by name; reported in their own section, never mixed into the comparison with the paper.
+    variants: Mapping[str, RunSpec] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.copy.alpha not in self.alphas:
@@ -63,7 +66,10 @@ class PaperSpec:
 class PaperResult:
     copy_rows: list[dict]  # every α
     neuro_rows: list[dict]  # every neuro seed
+    variant_rows: dict[str, list[dict]]
     seconds: dict[str, float]
+    # Per suite: how many of its models came from the model cache instead of being trained.
+    reused: dict[str, str]
 
 
 def confidence_summary(rows: Sequence[Mapping], level: float = CI_LEVEL) -> list[dict]:
@@ -73,6 +79,11 @@ def confidence_summary(rows: Sequence[Mapping], level: float = CI_LEVEL) -> list
         half = scipy.stats.t.ppf(0.5 + level / 2, row["n"] - 1) * row["sem"] if row["n"] > 1 else math.nan
         row |= dict(ci95_low=row["mean"] - half, ci95_high=row["mean"] + half)
     return summary
+
+
+def _reused(spec: RunSpec, cache: ModelCache) -> str:
+    keys = [model_training_key(spec, *k) for k in spec.model_keys()]
+    return f"{sum(cache.get(k) is not None for k in keys)}/{len(keys)}"
 
 
 def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCache) -> list[dict]:
@@ -91,19 +102,12 @@ def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCach
     return rows
 
 
-def _neuro_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCache) -> tuple[list[dict], dict]:
-    rows, seconds = [], {}
-    for task_spec in spec.neuro:
-        started = time.perf_counter()
-        trained = train_all(task_spec, progress=progress, cache=cache)
-        data = held_out_set(task_spec.eval_task(), task_spec.eval)
-        task_rows = analyse(
-            trained, data, task=task_spec.task, alpha=task_spec.alpha, config=task_spec.eval, diagnostics=task_spec.diagnostics
-        )
-        write_run(task_spec, trained, task_rows, out_dir / "neuro" / task_spec.task)
-        rows += task_rows
-        seconds[f"neuro/{task_spec.task}"] = time.perf_counter() - started
-    return rows, seconds
+def _task_run(spec: RunSpec, out_dir: Path, progress: bool, cache: ModelCache) -> list[dict]:
+    trained = train_all(spec, progress=progress, cache=cache)
+    data = held_out_set(spec.eval_task(), spec.eval)
+    rows = analyse(trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics)
+    write_run(spec, trained, rows, out_dir)
+    return rows
 
 
 def write_paper_outputs(spec: PaperSpec, result: PaperResult, out_dir: Path) -> None:
@@ -133,6 +137,10 @@ def write_paper_outputs(spec: PaperSpec, result: PaperResult, out_dir: Path) -> 
             main_alpha=spec.copy.alpha,
             copy_budget=spec.copy.train.steps,
             seconds=result.seconds,
+            reused=result.reused,
+            variants={
+                name: (rows, spec.paper_seeds, spec.ci_seeds) for name, rows in result.variant_rows.items()
+            },
             diverged=sum(is_diverged(r) for r in [*result.copy_rows, *result.neuro_rows] if r["subset"] == "none"),
         )
     )
@@ -158,15 +166,27 @@ def reproduce(
     """Run every suite and write the reproduction into ``out_dir``."""
     out_dir = Path(out_dir)
     cache = ModelCache(cache_dir)
-    seconds = {}
+    suites = {"copy (all alphas)": (spec.copy, out_dir / "copy")}
+    suites |= {f"neuro/{s.task}": (s, out_dir / "neuro" / s.task) for s in spec.neuro}
+    suites |= {f"variant/{name}": (s, out_dir / "variants" / name) for name, s in spec.variants.items()}
+    reused = {name: _reused(suite_spec, cache) for name, (suite_spec, _) in suites.items()}
+    seconds, rows = {}, {}
     started = time.perf_counter()
-    copy_rows = _copy_suite(spec, out_dir, progress, cache)
-    seconds["copy (all alphas)"] = time.perf_counter() - started
-    neuro_rows, neuro_seconds = _neuro_suite(spec, out_dir, progress, cache)
-    seconds |= neuro_seconds
+    for name, (suite_spec, suite_dir) in suites.items():
+        suite_started = time.perf_counter()
+        if suite_spec is spec.copy:
+            rows[name] = _copy_suite(spec, out_dir, progress, cache)
+        else:
+            rows[name] = _task_run(suite_spec, suite_dir, progress, cache)
+        seconds[name] = time.perf_counter() - suite_started
+        log.info("%s: %.1f s (%s models reused from the cache)", name, seconds[name], reused[name])
     seconds["total"] = time.perf_counter() - started
-    for suite, value in seconds.items():
-        log.info("%s: %.1f s", suite, value)
-    result = PaperResult(copy_rows=copy_rows, neuro_rows=neuro_rows, seconds=seconds)
+    result = PaperResult(
+        copy_rows=rows["copy (all alphas)"],
+        neuro_rows=[r for s in spec.neuro for r in rows[f"neuro/{s.task}"]],
+        variant_rows={name: rows[f"variant/{name}"] for name in spec.variants},
+        seconds=seconds,
+        reused=reused,
+    )
     write_paper_outputs(spec, result, out_dir)
     return result

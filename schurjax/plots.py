@@ -191,11 +191,12 @@ def block_figure(rows: Sequence[Mapping], stem: Path, interval: str = "sem") -> 
                 ax.bar(x, mean, yerr=error, color="tab:blue", alpha=0.6, capsize=3)
                 ax.scatter(x + np.linspace(-0.15, 0.15, len(values)), values, s=8, color="0.2", zorder=3)
             ax.set_xticks(range(len(blocks)), [SUBSET_LABELS[b] for b in blocks], fontsize=8)
+            ax.set_xlim(-0.6, len(blocks) - 0.4)
             ax.grid(axis="y", alpha=0.3)
             _symlog(ax)
             if i == 0:
                 n_seeds = len({r["seed"] for r in kept})
-                ax.set_title(f"{task} ({n_seeds} seeds)", fontsize=9)
+                ax.set_title(f"{task} ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=9)
             if j == 0:
                 ax.set_ylabel("ΔFVU" if metric == "delta_fvu" else "$S_{ΔT}$")
     bars = "mean ± SEM" if interval == "sem" else "mean, 95% CI"

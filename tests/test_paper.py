@@ -47,7 +47,7 @@ def _neuro_rows(profile: dict[str, dict[str, float]], seeds: int) -> list[dict]:
 
 def _report(copy_rows, neuro_rows):
     return reproduction_report(copy_rows=copy_rows, paper_neuro=neuro_rows, ci_neuro=neuro_rows, main_alpha=0.9,
-                               copy_budget=8000, seconds={"total": 1.0}, diverged=0)
+                               copy_budget=8000, seconds={"total": 1.0}, reused={}, variants={}, diverged=0)
 
 
 def _claim_verdicts(report: str) -> list[str]:
@@ -122,9 +122,14 @@ def test_quick_reproduction_through_the_cli_writes_and_publishes_everything(tmp_
         for suffix in (".png", ".pdf"):
             assert (run / "figures" / f"{stem}{suffix}").stat().st_size > 0
             assert (docs / "reproduction" / f"{stem}{suffix}").exists()
-    for suite in ("copy", "copy_alpha0.85", "copy_alpha0.95", "neuro/flipflop", "neuro/sine", "neuro/cdi"):
+    for suite in ("copy", "copy_alpha0.85", "copy_alpha0.95", "neuro/flipflop", "neuro/sine", "neuro/cdi",
+                  "variants/cdi_lr5e-4", "variants/sine_8000_steps"):
         assert (run / suite / "results.csv").exists()
     report = (docs / "REPRODUCTION.md").read_text()
-    for heading in ("## Copy suite", "### The paper's copy claims", "## Table 1", "## Neuro suite", "## Where our protocol"):
+    for heading in ("## Copy suite", "### The paper's copy claims", "## Table 1", "## Neuro suite",
+                    "## Investigations beyond the paper's protocol", "### cdi_lr5e-4", "## Where our protocol"):
         assert heading in report
     assert "](reproduction/figure1.png)" in report and "](figures/" not in report
+    # the variants train with their own settings: the same seeds, other models than the main suite
+    spec = (run / "variants" / "cdi_lr5e-4" / "spec.json").read_text()
+    assert '"lr": 0.0005' in spec and '"steps": 60' in spec
