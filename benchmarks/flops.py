@@ -119,7 +119,6 @@ def _measured_trainer(quick: bool) -> list[dict]:
             "min_seconds": 1.0 if quick else 10.0,
             "max_chunks": 4 if quick else 256,
             "batch_size": SMALL,
-            "streams": 1,
         }
         rows.append(
             {

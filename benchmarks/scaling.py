@@ -1,6 +1,6 @@
 """Scaling of the training cost with seeds, width and sequence length (issue 5, item 3).
 
-    python -m benchmarks.scaling [--quick] [--out FILE] [--streams N]
+    python -m benchmarks.scaling [--quick] [--out FILE]
 
 Three sweeps of the flip-flop task (batch 64), each configuration measured by
 ``train_throughput.measure_jax`` in a fresh subprocess (same method: steady-state rate from the
@@ -69,7 +69,6 @@ def measure(seeds: int, width: int, seq_len: int, args) -> dict:
             "min_seconds": args.min_seconds,
             "max_chunks": args.max_chunks,
             "batch_size": BATCH_SIZE,
-            "streams": args.streams,
         }
     )
 
@@ -147,9 +146,6 @@ COLUMNS = (
 def main(argv=None) -> None:
     cli = parser(__doc__.splitlines()[0])
     cli.add_argument(
-        "--streams", type=int, default=1, help="TrainConfig.streams of the trainer"
-    )
-    cli.add_argument(
         "--width-seeds",
         type=int,
         default=None,
@@ -184,7 +180,7 @@ def main(argv=None) -> None:
     print_table(
         rows,
         COLUMNS,
-        title=f"Training cost scaling (flipflop, batch {BATCH_SIZE}, streams {args.streams})",
+        title=f"Training cost scaling (flipflop, batch {BATCH_SIZE})",
     )
     summary = bends(rows)
     print_table(
@@ -201,7 +197,6 @@ def main(argv=None) -> None:
     settings = {
         "sweeps": args.sweeps,
         "width_seeds": args.width_seeds,
-        "streams": args.streams,
         "chunk_gflop": args.chunk_gflop,
         "min_seconds": args.min_seconds,
         "max_chunks": args.max_chunks,

@@ -1,6 +1,6 @@
 """Training throughput of the vmapped trainer vs a sequential PyTorch reference (issue 5, item 1).
 
-    python -m benchmarks.train_throughput [--quick] [--out FILE] [--streams N]
+    python -m benchmarks.train_throughput [--quick] [--out FILE]
 
 For every task, width set and seed count the JAX trainer runs through its public entry point
 ``schurjax.train.train_models`` (which compiles anew on every call), in a fresh subprocess:
@@ -65,7 +65,7 @@ def mean_gflop_per_model_step(task, widths: list[int], batch_size: int) -> float
 
 
 def _train(
-    task, widths: list[int], steps: int, chunk_steps: int, batch_size: int, streams: int
+    task, widths: list[int], steps: int, chunk_steps: int, batch_size: int
 ):
     """One timed ``train_models`` call on fresh models; (result, seconds)."""
     from schurjax.model import init_model
@@ -77,7 +77,7 @@ def _train(
         for width, key in zip(widths, keys[: len(widths)])
     ]
     config = TrainConfig(
-        steps=steps, batch_size=batch_size, chunk_steps=chunk_steps, streams=streams
+        steps=steps, batch_size=batch_size, chunk_steps=chunk_steps
     )
     return timed(
         train_models, task, config, models, list(keys[len(widths) :]), progress=False
@@ -90,7 +90,6 @@ def _long_call(
     chunk_steps,
     chunks,
     batch_size,
-    streams,
     t_short,
     min_seconds,
     max_chunks,
@@ -98,7 +97,7 @@ def _long_call(
     """(result, t_long, k): the first k >= ``chunks`` whose k extra chunks take >= ``min_seconds``."""
     while True:
         steps = (chunks + 1) * chunk_steps
-        result, t_long = _train(task, widths, steps, chunk_steps, batch_size, streams)
+        result, t_long = _train(task, widths, steps, chunk_steps, batch_size)
         extra = t_long - t_short
         if extra >= min_seconds or chunks >= max_chunks:
             return result, t_long, chunks
@@ -118,7 +117,6 @@ def measure_jax(
     min_seconds: float,
     max_chunks: int,
     batch_size: int,
-    streams: int,
 ) -> dict:
     """Steady-state model·steps/s and compile time of ``train_models`` for one configuration."""
     from schurjax.tasks import make_task
@@ -126,10 +124,10 @@ def measure_jax(
     task_object = make_task(task, **task_params)
     widths_all = model_widths(widths, seeds)
     _train(
-        task_object, [8], 1, 1, batch_size, streams
+        task_object, [8], 1, 1, batch_size
     )  # absorbs one-off costs; see module doc
     _, t_short = _train(
-        task_object, widths_all, chunk_steps, chunk_steps, batch_size, streams
+        task_object, widths_all, chunk_steps, chunk_steps, batch_size
     )
     result, t_long, chunks = _long_call(
         task_object,
@@ -137,7 +135,6 @@ def measure_jax(
         chunk_steps,
         chunks,
         batch_size,
-        streams,
         t_short,
         min_seconds,
         max_chunks,
@@ -232,7 +229,6 @@ def measure_all(args) -> list[dict]:
                     "min_seconds": args.min_seconds,
                     "max_chunks": args.max_chunks,
                     "batch_size": args.batch_size,
-                    "streams": args.streams,
                 }
                 jax_result = run_jax(spec)
                 rows.append(
@@ -240,7 +236,6 @@ def measure_all(args) -> list[dict]:
                         "task": task,
                         "widths": label,
                         "seeds": seeds,
-                        "streams": args.streams,
                     }
                     | jax_result
                     | {"jax_peak_rss_mb": jax_result.pop("peak_rss_mb")}
@@ -285,9 +280,6 @@ def arguments(argv=None):
         type=_width_set,
         default=list(WIDTH_SETS),
         help="e.g. 64 56,64,72",
-    )
-    cli.add_argument(
-        "--streams", type=int, default=1, help="TrainConfig.streams of the JAX trainer"
     )
     cli.add_argument("--batch-size", type=int, default=64)
     cli.add_argument(
@@ -349,7 +341,7 @@ def main(argv=None) -> None:
     print_table(
         rows,
         COLUMNS,
-        title=f"Training throughput (batch {args.batch_size}, streams {args.streams})",
+        title=f"Training throughput (batch {args.batch_size})",
     )
     print(
         "\nJAX: k·chunk·models / (t_long − t_short), compile = t_short − one chunk (see the module "
@@ -363,7 +355,6 @@ def main(argv=None) -> None:
             "tasks",
             "seeds",
             "widths",
-            "streams",
             "batch_size",
             "chunk_steps",
             "chunks",

@@ -48,7 +48,7 @@ def held_out_set(task: Task, config: EvalConfig):
 
 @eqx.filter_jit
 def _outputs(models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int) -> Float[Array, "M B T Ny"]:
-    return jax.lax.map(lambda model: model(inputs), models, batch_size=models_per_call)
+    return jax.lax.map(lambda model: jax.vmap(model)(inputs), models, batch_size=models_per_call)
 
 
 def _scores(outputs, targets, mask, variation, reference):
@@ -75,7 +75,7 @@ def _evaluate(
     def one(args):
         model, index = args
         reference = None if references is None else references[index]
-        return _scores(model(inputs), targets, mask, variation, reference)
+        return _scores(jax.vmap(model)(inputs), targets, mask, variation, reference)
 
     return jax.lax.map(one, (models, reference_index), batch_size=models_per_call)
 

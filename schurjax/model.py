@@ -7,7 +7,6 @@ Models of several widths share one batch by zero-padding to the largest width; `
 keeps the padded units at exactly zero, so a padded model computes what the unpadded one does.
 """
 
-import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -24,63 +23,47 @@ from .constructions import (
     uniform_scale,
 )
 
-# Time steps per scan iteration: fewer loop-control round trips for a little more compile time.
-SCAN_UNROLL = 5
+
+def _scan_states(w_hh, drive, mask):
+    def step(h, drive_t):
+        h = jnp.tanh(drive_t + w_hh @ h) * mask
+        return h, h
+
+    _, states = jax.lax.scan(step, jnp.zeros_like(drive[0]), drive)
+    return states
 
 
-def _scan_states(w_hh, drive, mask, streams):
-    # The batch runs as ``streams`` independent recurrences in one loop body: their matmuls have
-    # no data dependence, so XLA can run them on different cores at the same time step.
-    def step(states, drive_t):
-        states = tuple(jnp.tanh(d + h @ w_hh.T) * mask[None, :] for h, d in zip(states, drive_t))
-        return states, states
-
-    parts = tuple(jnp.split(drive, streams, axis=1))
-    _, states = jax.lax.scan(step, tuple(jnp.zeros_like(p[0]) for p in parts), parts, unroll=SCAN_UNROLL)
-    return jnp.concatenate(states, axis=1)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+@jax.custom_vjp
 def tanh_recurrence(
-    w_hh: Float[Array, "Nh Nh"],
-    drive: Float[Array, "T B Nh"],
-    mask: Float[Array, " Nh"],
-    streams: int = 1,
-) -> Float[Array, "T B Nh"]:
-    """States of h_t = mask ⊙ tanh(drive_t + W_hh h_{t-1}), h_0 = 0, for a time-major batch.
+    w_hh: Float[Array, "Nh Nh"], drive: Float[Array, "T Nh"], mask: Float[Array, "Nh"]
+) -> Float[Array, "T Nh"]:
+    """States of h_t = mask ⊙ tanh(drive_t + W_hh h_{t-1}), h_0 = 0.
 
     The hand-written backward pass runs the reverse scan for the pre-activation gradients only
-    and forms dL/dW_hh afterwards as one matmul over all stored states (a contraction over
-    T·B), instead of accumulating a small outer product at every step as autodiff of the scan
-    would. ``streams`` (dividing B) splits the batch into independent recurrences that XLA may
-    run in parallel.
+    and forms dL/dW_hh afterwards as one matmul over all stored states, instead of accumulating
+    a small outer product at every step as autodiff of the scan would.
     """
-    return _scan_states(w_hh, drive, mask, streams)
+    return _scan_states(w_hh, drive, mask)
 
 
-def _recurrence_fwd(w_hh, drive, mask, streams):
-    states = _scan_states(w_hh, drive, mask, streams)
+def _recurrence_fwd(w_hh, drive, mask):
+    states = _scan_states(w_hh, drive, mask)
     return states, (w_hh, states, mask)
 
 
-def _recurrence_bwd(streams, residuals, state_cotangents):
+def _recurrence_bwd(residuals, state_cotangents):
     w_hh, states, mask = residuals
 
     def step(from_future, inputs):
-        pre_activations = tuple(
-            (cotangent + future) * (1.0 - state * state) * mask[None, :]
-            for future, (state, cotangent) in zip(from_future, zip(*inputs))
-        )
-        return tuple(p @ w_hh for p in pre_activations), pre_activations
+        state, cotangent = inputs
+        pre_activation = (cotangent + from_future) * (1.0 - state * state) * mask
+        return pre_activation @ w_hh, pre_activation
 
-    parts = tuple(jnp.split(states, streams, axis=1)), tuple(jnp.split(state_cotangents, streams, axis=1))
     _, pre_activations = jax.lax.scan(
-        step, tuple(jnp.zeros_like(p[0]) for p in parts[0]), parts, reverse=True, unroll=SCAN_UNROLL
+        step, jnp.zeros_like(states[0]), (states, state_cotangents), reverse=True
     )
-    pre_activations = jnp.concatenate(pre_activations, axis=1)
     previous = jnp.concatenate([jnp.zeros_like(states[:1]), states[:-1]])
-    w_grad = jnp.einsum("tbi,tbj->ij", pre_activations, previous)
-    return w_grad, pre_activations, None
+    return pre_activations.T @ previous, pre_activations, None
 
 
 tanh_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -101,28 +84,20 @@ class TanhRNN(eqx.Module):
         """Number of active (unpadded) hidden units."""
         return int(self.unit_mask.sum())
 
-    def hidden_states(self, inputs: Float[Array, "*B T Nx"], streams: int = 1) -> Float[Array, "*B T Nh"]:
-        """Roll the network over one trial ``[T, Nx]`` or a batch of trials ``[B, T, Nx]`` from h_0 = 0.
-
-        ``streams`` (dividing B) runs the batch as that many independent recurrences, which XLA
-        can spread over CPU cores; it changes nothing else.
-        """
-        trials = inputs if inputs.ndim == 3 else inputs[None]
+    def hidden_states(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Nh"]:
+        """Roll the network over one trial from h_0 = 0."""
         # The input drive of every step is one matmul outside the sequential scan.
-        drive = jnp.swapaxes(trials, 0, 1) @ self.w_xh.T
+        drive = inputs @ self.w_xh.T
         if self.b_h is not None:
-            drive = drive + self.b_h[None, None, :]
-        states = tanh_recurrence(self.recurrent.matrix(), drive, self.unit_mask.astype(drive.dtype), streams)
-        states = jnp.swapaxes(states, 0, 1)
-        return states if inputs.ndim == 3 else states[0]
+            drive = drive + self.b_h[None, :]
+        return tanh_recurrence(self.recurrent.matrix(), drive, self.unit_mask.astype(drive.dtype))
 
-    def readout(self, states: Float[Array, "*B T Nh"]) -> Float[Array, "*B T Ny"]:
+    def readout(self, states: Float[Array, "T Nh"]) -> Float[Array, "T Ny"]:
         outputs = states @ self.w_hy.T
-        return outputs if self.b_y is None else outputs + jnp.expand_dims(self.b_y, range(states.ndim - 1))
+        return outputs if self.b_y is None else outputs + self.b_y[None, :]
 
-    def __call__(self, inputs: Float[Array, "*B T Nx"], streams: int = 1) -> Float[Array, "*B T Ny"]:
-        """Outputs for one trial ``[T, Nx]`` or a batch ``[B, T, Nx]``; see :meth:`hidden_states`."""
-        return self.readout(self.hidden_states(inputs, streams))
+    def __call__(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Ny"]:
+        return self.readout(self.hidden_states(inputs))
 
 
 def init_model(

@@ -189,8 +189,8 @@ def _alpha_section(rows: Sequence[Mapping]) -> list[str]:
     ]
     lines += [
         f"The R/C partition is the same at every α for {len(unchanged)} of {len({k[:3] for k in partitions})} controllers "
-        "(all widths): their spectra have no eigenvalue modulus between the smallest and the largest α × ρ(W), so "
-        "every ablation, and with it every accuracy, is unchanged across α there.",
+        "(all widths); for those, no eigenvalue modulus lies between the smallest and the largest α × ρ(W), so "
+        "every ablation, and with it every accuracy, is the same at every α.",
         "",
     ]
     for construction in dict.fromkeys(r["construction"] for r in rows):
@@ -214,7 +214,7 @@ def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) ->
         "## Neuro suite (Nh = 64, α = 0.9)",
         "",
         f"Ours: mean ± SEM over {n_paper} seeds (as in the paper) and mean [95% Student-t CI] over {n_ci} seeds. "
-        "Verdict on the 3-seed numbers: 'consistent' when the means differ by less than two combined SEMs, "
+        f"Verdict on the {n_paper}-seed numbers: 'consistent' when the means differ by less than two combined SEMs, "
         "'same order' within a factor 3, else 'differs'. Negligible-block claims hold when our mean is below "
         f"{NEGLIGIBLE_FRACTION} × the task's largest single-block value. Every seed counts, including seeds that "
         "did not learn their task:",

@@ -40,12 +40,9 @@ class TrainConfig:
     # Stop each model once the task's "solved" criterion holds (checked between chunks);
     # ``steps`` is then the budget. Only tasks with such a criterion (copy) accept it.
     until_solved: bool = False
-    # Independent recurrences the batch is split into (must divide batch_size); XLA can run them
-    # on different CPU cores. Helps large model batches on CPU; 1 suits small ones and GPUs.
-    streams: int = 1
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "chunk_steps", "streams"):
+        for name in ("steps", "batch_size", "chunk_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"train.{name} must be a positive integer; got {value!r}")
@@ -85,7 +82,7 @@ def make_train(
     optimizer = optax.adam(config.lr)
 
     def loss_fn(model: TanhRNN, inputs, targets, mask) -> Float[Array, ""]:
-        return masked_mse(model(inputs, config.streams), targets, mask)
+        return masked_mse(jax.vmap(model)(inputs), targets, mask)
 
     def init(model: TanhRNN) -> TrainState:
         return TrainState(

@@ -12,7 +12,8 @@ from schurjax.interventions import SUBSETS, subset_name
 from schurjax.results import RESULT_COLUMNS, SUMMARY_COLUMNS, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "progress=false"]
+TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "diagnostics.iterations=200",
+        "progress=false"]
 
 
 def run_cli(tmp_path: Path, *overrides: str, module: str = "experiments.run") -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ def test_reference_metrics_equal_a_separate_rollout_and_distances_are_relative_m
     assert np.isnan(alone.rollout_distance).all()
     # the distance is Σ||ŷ − ŷ_ref||² / Σ||ŷ_ref − per-channel mean||² over scored entries, here by hand
     inputs, _, mask = data
-    outputs, reference = (np.asarray(dense_model(w)(inputs), np.float64) for w in (variants[1], full[1]))
+    outputs, reference = (np.asarray(jax.vmap(dense_model(w))(inputs), np.float64) for w in (variants[1], full[1]))
     scored = np.asarray(mask)
     channel_mean = np.where(scored, reference, 0).sum(axis=(0, 1)) / scored.sum(axis=(0, 1))
     spread = np.where(scored, (reference - channel_mean) ** 2, 0).sum()

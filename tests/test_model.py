@@ -62,18 +62,17 @@ def test_stack_and_unstack_round_trip(key):
         assert bool((original.recurrent.weight == recovered.recurrent.weight).all())
 
 
-@pytest.mark.parametrize("streams", [1, 2])
-def test_recurrence_gradient_matches_autodiff_of_the_plain_scan(streams, key):
+def test_recurrence_gradient_matches_autodiff_of_the_plain_scan(key):
     from schurjax.model import _scan_states, tanh_recurrence
 
     k1, k2, k3 = jax.random.split(key, 3)
     w = 0.4 * jax.random.normal(k1, (7, 7))
-    drive = jax.random.normal(k2, (11, 4, 7))
+    drive = jax.random.normal(k2, (11, 7))
     mask = jnp.array([1.0] * 5 + [0.0] * 2)
-    weights = jax.random.normal(k3, (11, 4, 7))
+    weights = jax.random.normal(k3, (11, 7))
 
     def loss(recurrence):
-        return lambda w, d: jnp.sum(jnp.sin(recurrence(w, d, mask, streams) * weights))
+        return lambda w, d: jnp.sum(jnp.sin(recurrence(w, d, mask) * weights))
 
     expected = jax.grad(loss(_scan_states), argnums=(0, 1))(w, drive)
     actual = jax.grad(loss(tanh_recurrence), argnums=(0, 1))(w, drive)
@@ -81,11 +80,3 @@ def test_recurrence_gradient_matches_autodiff_of_the_plain_scan(streams, key):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
     # padded units get no gradient at all
     assert not np.asarray(actual[0])[5:].any() and not np.asarray(actual[0])[:, 5:].any()
-
-
-def test_batched_rollout_and_streams_match_per_trial_rollouts(key):
-    model = init_model("dense_orthogonal", 9, 3, 2, key)
-    inputs = jax.random.normal(jax.random.fold_in(key, 1), (6, 13, 3))
-    per_trial = jax.vmap(model)(inputs)
-    for streams in (1, 2, 3):
-        np.testing.assert_allclose(np.asarray(model(inputs, streams)), np.asarray(per_trial), atol=1e-6)
