@@ -62,6 +62,7 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
     evaluation = eval_config(plain)
 
     def train(suite: dict) -> TrainConfig:
+        """The shared train settings with a suite's own on top."""
         return TrainConfig(**(plain["train"] | suite.get("train", {})))
 
     copy, neuro = plain["copy"], plain["neuro"]
@@ -88,7 +89,7 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
             widths=(neuro["width"],),
             constructions=(neuro["construction"],),
             alpha=plain["alpha"],
-            train=TrainConfig(**(plain["train"] | neuro.get("train", {}) | suite.get("train", {}))),
+            train=train({"train": neuro.get("train", {}) | suite.get("train", {})}),
             eval=evaluation,
             diagnostics=diagnostics,
         )
