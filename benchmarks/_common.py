@@ -126,9 +126,22 @@ def parser(description: str) -> argparse.ArgumentParser:
         default=None,
         help="JSON file (default benchmarks/results/<name>.json)",
     )
+    result.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices, models split across them (default: one per core; 1: one core)",
+    )
     # Internal: run one configuration (a JSON dict) in this process and print its result.
     result.add_argument("--one", default=None, help=argparse.SUPPRESS)
     return result
+
+
+def use_devices(args: argparse.Namespace) -> None:
+    """Give JAX ``args.cpu_devices`` CPU devices, as the experiments do; before any JAX work."""
+    from schurjax.devices import use_cpu_cores
+
+    args.cpu_devices = use_cpu_cores(args.cpu_devices)
 
 
 def write_json(
@@ -186,14 +199,15 @@ def print_table(
 # ---------------------------------------------------------------- subprocess isolation
 
 
-def run_isolated(module: str, spec: dict) -> dict:
+def run_isolated(module: str, spec: dict, cpu_devices: int | None = None) -> dict:
     """Run one configuration as ``python -m <module> --one <spec>`` in a fresh process.
 
     A fresh process gives each configuration its own peak RSS and no compilation caches or
-    allocations left over from an earlier one.
+    allocations left over from an earlier one. ``cpu_devices`` is passed on to a JAX child.
     """
+    devices = [] if cpu_devices is None else ["--cpu-devices", str(cpu_devices)]
     completed = subprocess.run(
-        [sys.executable, "-m", module, "--one", json.dumps(spec)],
+        [sys.executable, "-m", module, "--one", json.dumps(spec), *devices],
         check=False,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ evaluation do the same work whatever the weights, so training them first would a
 
 import jax
 
-from ._common import parser, print_table, timed, write_json
+from ._common import parser, print_table, timed, use_devices, write_json
 
 NAME = "analysis_throughput"
 MODEL_COUNTS = (1, 4, 16, 64, 100, 256)
@@ -104,6 +104,7 @@ def main(argv=None) -> None:
         "--trials", type=int, default=EvalConfig().trials, help="held-out trials"
     )
     args = cli.parse_args(argv)
+    use_devices(args)
     counts = args.models or (QUICK_MODEL_COUNTS if args.quick else MODEL_COUNTS)
     task = make_task("flipflop")
     config = EvalConfig(trials=args.trials)

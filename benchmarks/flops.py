@@ -13,7 +13,9 @@ Ceilings, all float32 under ``jax.jit``, each the fastest of repeated calls afte
   (unroll 1 and 5): 2·M·64·64²·25 FLOP per call (tanh not counted), the forward rollout of one
   flip-flop training step of M models, dispatch included.
 
-M = 3 and 32 are the seed counts the issue's targets name. The trainer's achieved GFLOP/s count
+Chains and scans run on one device (one core) and, when there are several, split across all
+devices as the trainer's models are (M padded to a multiple of the device count; the padded
+models' work is counted). M = 3 and 32 are the seed counts the issue's targets name. The trainer's achieved GFLOP/s count
 its recurrent matmuls, 3 × 2·B·T·Nh² per model step (forward, dL/dh and dL/dW_hh); they come
 from ``results/train_throughput.json`` (flip-flop, width 64) when it exists, else are measured
 here the same way, and are divided by each ceiling.
@@ -25,7 +27,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ._common import RESULTS_DIR, best_time, parser, print_table, write_json
+from ._common import RESULTS_DIR, best_time, parser, print_table, use_devices, write_json
 from .train_throughput import run_jax
 
 NAME = "flops"
@@ -48,23 +50,37 @@ def gemm_ceiling(seconds: float) -> dict:
     return {"name": f"gemm {GEMM_SIZE}²", "gflop": 2 * GEMM_SIZE**3 / 1e9, "seconds": t}
 
 
-def chain_ceiling(models: int, seconds: float) -> dict:
-    w = _orthogonal(jax.random.key(1), models)
-    x = jax.random.normal(jax.random.key(2), (models, SMALL, SMALL))
-    chain = jax.jit(
-        lambda x, w: jax.lax.fori_loop(0, CHAIN_LENGTH, lambda _, x: x @ w, x)
-    )
+def _on_devices(per_model, devices: int):
+    """``per_model`` over the leading axis: vmapped on one device, or split across all of them."""
+    from schurjax.devices import map_models
+
+    if devices == 1:
+        return jax.jit(jax.vmap(per_model))
+    return jax.jit(map_models(per_model, None))
+
+
+def _models(models: int, devices: int) -> int:
+    """Models actually computed: the count, padded to split evenly across the devices used."""
+    return models + (-models % devices)
+
+
+def chain_ceiling(models: int, devices: int, seconds: float) -> dict:
+    count = _models(models, devices)
+    w = _orthogonal(jax.random.key(1), count)
+    x = jax.random.normal(jax.random.key(2), (count, SMALL, SMALL))
+    chain = _on_devices(lambda x, w: jax.lax.fori_loop(0, CHAIN_LENGTH, lambda _, x: x @ w, x), devices)
     t = best_time(chain, x, w, min_seconds=seconds)
     return {
-        "name": f"chain M={models}",
-        "gflop": 2 * models * SMALL**3 * CHAIN_LENGTH / 1e9,
+        "name": f"chain M={models} devices={devices}",
+        "gflop": 2 * count * SMALL**3 * CHAIN_LENGTH / 1e9,
         "seconds": t,
     }
 
 
-def scan_ceiling(models: int, unroll: int, seconds: float) -> dict:
-    w = _orthogonal(jax.random.key(3), models)
-    h = jax.random.normal(jax.random.key(4), (models, SMALL, SMALL))
+def scan_ceiling(models: int, unroll: int, devices: int, seconds: float) -> dict:
+    count = _models(models, devices)
+    w = _orthogonal(jax.random.key(3), count)
+    h = jax.random.normal(jax.random.key(4), (count, SMALL, SMALL))
 
     def rollout(h, w):
         def step(h, _):
@@ -72,15 +88,17 @@ def scan_ceiling(models: int, unroll: int, seconds: float) -> dict:
 
         return jax.lax.scan(step, h, None, length=SCAN_STEPS, unroll=unroll)[0]
 
-    t = best_time(jax.jit(rollout), h, w, min_seconds=seconds)
-    gflop = 2 * models * SMALL * SMALL**2 * SCAN_STEPS / 1e9
-    return {"name": f"scan M={models} unroll={unroll}", "gflop": gflop, "seconds": t}
+    t = best_time(_on_devices(rollout, devices), h, w, min_seconds=seconds)
+    gflop = 2 * count * SMALL * SMALL**2 * SCAN_STEPS / 1e9
+    return {"name": f"scan M={models} unroll={unroll} devices={devices}", "gflop": gflop, "seconds": t}
 
 
 def ceilings(seconds: float) -> list[dict]:
+    """The GEMM (XLA's own threading) and, on one device and on all, the small-matmul ceilings."""
     rows = [gemm_ceiling(seconds)]
-    rows += [chain_ceiling(m, seconds) for m in MODEL_COUNTS]
-    rows += [scan_ceiling(m, u, seconds) for m in MODEL_COUNTS for u in UNROLLS]
+    for devices in sorted({1, jax.device_count()}):
+        rows += [chain_ceiling(m, devices, seconds) for m in MODEL_COUNTS]
+        rows += [scan_ceiling(m, u, devices, seconds) for m in MODEL_COUNTS for u in UNROLLS]
     return [row | {"gflop_per_s": row["gflop"] / row["seconds"]} for row in rows]
 
 
@@ -106,7 +124,7 @@ def _recorded_trainer(quick: bool) -> list[dict] | None:
     return rows or None
 
 
-def _measured_trainer(quick: bool) -> list[dict]:
+def _measured_trainer(quick: bool, cpu_devices: int) -> list[dict]:
     rows = []
     for seeds in MODEL_COUNTS:
         spec = {
@@ -123,7 +141,7 @@ def _measured_trainer(quick: bool) -> list[dict]:
         rows.append(
             {
                 "seeds": seeds,
-                "gflop_per_s": run_jax(spec)["jax_gflop_per_s"],
+                "gflop_per_s": run_jax(spec, cpu_devices)["jax_gflop_per_s"],
                 "source": "measured here",
             }
         )
@@ -158,10 +176,11 @@ def main(argv=None) -> None:
         help="timing per ceiling, at least (default 3, quick 0.3)",
     )
     args = cli.parse_args(argv)
+    use_devices(args)
     seconds = args.seconds or (0.3 if args.quick else 3.0)
     ceiling_rows = ceilings(seconds)
     trainer = None if args.measure_trainer else _recorded_trainer(args.quick)
-    trainer = trainer or _measured_trainer(args.quick)
+    trainer = trainer or _measured_trainer(args.quick, args.cpu_devices)
     print_table(
         ceiling_rows,
         (

@@ -23,7 +23,7 @@ import math
 import sys
 import time
 
-from ._common import parser, print_table, recurrent_gflop_per_model_step, write_json
+from ._common import parser, print_table, recurrent_gflop_per_model_step, use_devices, write_json
 from .train_throughput import run_jax
 
 NAME = "scaling"
@@ -69,7 +69,8 @@ def measure(seeds: int, width: int, seq_len: int, args) -> dict:
             "min_seconds": args.min_seconds,
             "max_chunks": args.max_chunks,
             "batch_size": BATCH_SIZE,
-        }
+        },
+        args.cpu_devices,
     )
 
 
@@ -170,6 +171,7 @@ def main(argv=None) -> None:
         help="cap on timed chunks (default 256, quick 8)",
     )
     args = cli.parse_args(argv)
+    use_devices(args)
     args.sweeps = QUICK_SWEEPS if args.quick else SWEEPS
     args.width_seeds = args.width_seeds or (2 if args.quick else 8)
     args.min_seconds = args.min_seconds or (1.0 if args.quick else 10.0)

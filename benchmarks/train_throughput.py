@@ -40,6 +40,7 @@ from ._common import (
     recurrent_gflop_per_model_step,
     run_isolated,
     serve_one,
+    use_devices,
     timed,
     write_json,
 )
@@ -158,9 +159,9 @@ def measure_jax(
     }
 
 
-def run_jax(spec: dict) -> dict:
+def run_jax(spec: dict, cpu_devices: int) -> dict:
     """:func:`measure_jax` in a fresh process (its own peak RSS, no caches from earlier runs)."""
-    return run_isolated(f"benchmarks.{NAME}", spec)
+    return run_isolated(f"benchmarks.{NAME}", spec, cpu_devices)
 
 
 def _write_pool(task, batch_size: int, pool_size: int, path: Path) -> None:
@@ -230,7 +231,7 @@ def measure_all(args) -> list[dict]:
                     "max_chunks": args.max_chunks,
                     "batch_size": args.batch_size,
                 }
-                jax_result = run_jax(spec)
+                jax_result = run_jax(spec, args.cpu_devices)
                 rows.append(
                     {
                         "task": task,
@@ -322,6 +323,7 @@ def arguments(argv=None):
         help="pre-generated batches cycled by PyTorch",
     )
     args = cli.parse_args(argv)
+    use_devices(args)
     quick = args.quick
     args.tasks = args.tasks or list(QUICK_TASKS if quick else TASKS)
     args.seeds = args.seeds or list(QUICK_SEEDS if quick else SEEDS)

@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.config import run_spec
+from schurjax.devices import use_cpu_cores
 from schurjax import pipeline
 
 log = logging.getLogger("schurjax")
@@ -18,6 +19,7 @@ log = logging.getLogger("schurjax")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        use_cpu_cores(cfg.cpu_devices)
         spec = run_spec(cfg)
         pipeline.check_run_directory(spec, out_dir)
     except (ValueError, TypeError) as error:

@@ -14,6 +14,7 @@ count measures how finely the attractor is sampled, not a number of isolated poi
 """
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -75,7 +76,7 @@ def sample_starts(
     """
 
     def one(model, key):
-        states = jax.vmap(model.hidden_states)(inputs)
+        states = model.hidden_states(inputs)
         states = states.reshape(-1, states.shape[-1])
         pick_key, noise_key = jax.random.split(key)
         picked = states[jax.random.randint(pick_key, (n_starts,), 0, states.shape[0])]
@@ -156,7 +157,7 @@ def find_fixed_points(
     *,
     alpha: float,
     config: DiagnosticsConfig,
-    models_per_call: int = 16,
+    models_per_call: int | Literal["auto"] = "auto",
 ) -> tuple[list[dict], list[dict]]:
     """Fixed points of every model and its ablations in ``config.fixed_point_subsets``.
 

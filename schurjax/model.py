@@ -24,46 +24,68 @@ from .constructions import (
 )
 
 
-def _scan_states(w_hh, drive, mask):
-    def step(h, drive_t):
-        h = jnp.tanh(drive_t + w_hh @ h) * mask
-        return h, h
+# Iterations per loop trip: fewer trips cut the fixed per-iteration cost of the loop on CPU; the
+# measured optimum for T = 25..40 (5 beat 1, 2 and a full unroll).
+_UNROLL = 5
 
-    _, states = jax.lax.scan(step, jnp.zeros_like(drive[0]), drive)
-    return states
+
+def _forward(
+    w_hh: Float[Array, "Nh Nh"], drive: Float[Array, "B T Nh"], mask: Float[Array, " Nh"]
+) -> Float[Array, "B T Nh"]:
+    # Batch-major throughout: the drive comes from the input projection, and the states go to the
+    # readout and the W_hh gradient, without a transpose; each step reads and writes column t.
+    w_t = w_hh.T
+
+    def step(t, carry):
+        state, states = carry
+        drive_t = jax.lax.dynamic_index_in_dim(drive, t, axis=1, keepdims=False)
+        state = jnp.tanh(drive_t + state @ w_t) * mask[None, :]
+        return state, jax.lax.dynamic_update_index_in_dim(states, state, t, axis=1)
+
+    start = (jnp.zeros_like(drive[:, 0]), jnp.zeros_like(drive))
+    return jax.lax.fori_loop(0, drive.shape[1], step, start, unroll=_UNROLL)[1]
 
 
 @jax.custom_vjp
 def tanh_recurrence(
-    w_hh: Float[Array, "Nh Nh"], drive: Float[Array, "T Nh"], mask: Float[Array, "Nh"]
-) -> Float[Array, "T Nh"]:
-    """States of h_t = mask ⊙ tanh(drive_t + W_hh h_{t-1}), h_0 = 0.
+    w_hh: Float[Array, "Nh Nh"], drive: Float[Array, "B T Nh"], mask: Float[Array, " Nh"]
+) -> Float[Array, "B T Nh"]:
+    """States of h_t = mask ⊙ tanh(drive_t + W_hh h_{t-1}), h_0 = 0, for a batch of trials.
 
-    The hand-written backward pass runs the reverse scan for the pre-activation gradients only
-    and forms dL/dW_hh afterwards as one matmul over all stored states, instead of accumulating
-    a small outer product at every step as autodiff of the scan would.
+    The hand-written backward pass runs the reverse loop for the pre-activation gradients only
+    and forms dL/dW_hh afterwards as ONE matmul over all trials and steps, instead of
+    accumulating a small outer product at every step as autodiff of the loop would.
     """
-    return _scan_states(w_hh, drive, mask)
+    return _forward(w_hh, drive, mask)
 
 
 def _recurrence_fwd(w_hh, drive, mask):
-    states = _scan_states(w_hh, drive, mask)
+    states = _forward(w_hh, drive, mask)
     return states, (w_hh, states, mask)
 
 
 def _recurrence_bwd(residuals, state_cotangents):
     w_hh, states, mask = residuals
+    steps = states.shape[1]
 
-    def step(from_future, inputs):
-        state, cotangent = inputs
-        pre_activation = (cotangent + from_future) * (1.0 - state * state) * mask
-        return pre_activation @ w_hh, pre_activation
+    def step(i, carry):
+        from_future, pre_activations = carry
+        t = steps - 1 - i
+        state = jax.lax.dynamic_index_in_dim(states, t, axis=1, keepdims=False)
+        cotangent = jax.lax.dynamic_index_in_dim(state_cotangents, t, axis=1, keepdims=False)
+        pre_activation = (cotangent + from_future) * (1.0 - state * state) * mask[None, :]
+        return pre_activation @ w_hh, jax.lax.dynamic_update_index_in_dim(
+            pre_activations, pre_activation, t, axis=1
+        )
 
-    _, pre_activations = jax.lax.scan(
-        step, jnp.zeros_like(states[0]), (states, state_cotangents), reverse=True
-    )
-    previous = jnp.concatenate([jnp.zeros_like(states[:1]), states[:-1]])
-    return pre_activations.T @ previous, pre_activations, None
+    start = (jnp.zeros_like(states[:, 0]), jnp.zeros_like(states))
+    pre_activations = jax.lax.fori_loop(0, steps, step, start, unroll=_UNROLL)[1]
+    # Σ_{b, t ≥ 1} δ_{b,t} h_{b,t-1}ᵀ as a plain 2-D matmul: a single contraction axis is
+    # markedly faster on CPU than contracting the trial and time axes separately.
+    width = states.shape[-1]
+    flat_pre = pre_activations[:, 1:].reshape(-1, width)
+    flat_previous = states[:, :-1].reshape(-1, width)
+    return flat_pre.T @ flat_previous, pre_activations, None
 
 
 tanh_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -84,19 +106,28 @@ class TanhRNN(eqx.Module):
         """Number of active (unpadded) hidden units."""
         return int(self.unit_mask.sum())
 
-    def hidden_states(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Nh"]:
-        """Roll the network over one trial from h_0 = 0."""
-        # The input drive of every step is one matmul outside the sequential scan.
-        drive = inputs @ self.w_xh.T
+    def hidden_states(self, inputs: Float[Array, "*trials T Nx"]) -> Float[Array, "*trials T Nh"]:
+        """Roll the network over one trial ``[T, Nx]``, or a batch ``[..., T, Nx]``, from h_0 = 0.
+
+        Pass a batch directly rather than ``jax.vmap`` over trials: the batch then shares every
+        matmul, which is how training and evaluation run fast.
+        """
+        if inputs.ndim < 2:
+            raise ValueError(f"inputs must be [T, Nx] or [..., T, Nx]; got shape {inputs.shape}")
+        leading = inputs.shape[:-2]
+        trials = inputs.reshape(-1, *inputs.shape[-2:])
+        # The input drive of every step is one matmul outside the sequential loop.
+        drive = trials @ self.w_xh.T
         if self.b_h is not None:
-            drive = drive + self.b_h[None, :]
-        return tanh_recurrence(self.recurrent.matrix(), drive, self.unit_mask.astype(drive.dtype))
+            drive = drive + self.b_h[None, None, :]
+        states = tanh_recurrence(self.recurrent.matrix(), drive, self.unit_mask.astype(drive.dtype))
+        return states.reshape(*leading, *states.shape[1:])
 
-    def readout(self, states: Float[Array, "T Nh"]) -> Float[Array, "T Ny"]:
+    def readout(self, states: Float[Array, "*trials T Nh"]) -> Float[Array, "*trials T Ny"]:
         outputs = states @ self.w_hy.T
-        return outputs if self.b_y is None else outputs + self.b_y[None, :]
+        return outputs if self.b_y is None else outputs + jnp.broadcast_to(self.b_y, outputs.shape)
 
-    def __call__(self, inputs: Float[Array, "T Nx"]) -> Float[Array, "T Ny"]:
+    def __call__(self, inputs: Float[Array, "*trials T Nx"]) -> Float[Array, "*trials T Ny"]:
         return self.readout(self.hidden_states(inputs))
 
 

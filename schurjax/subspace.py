@@ -27,6 +27,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -35,7 +36,8 @@ import numpy as np
 import scipy.stats
 
 from ._typing import Array, Float
-from .evaluate import stack_weights
+from .devices import map_models, pad_models
+from .evaluate import resolve_models_per_call, stack_weights
 from .interventions import parse_subset
 from .model import TanhRNN
 from .results import is_diverged
@@ -130,19 +132,22 @@ class StateGeometry:
 def _state_moments(
     models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int
 ) -> tuple[Float[Array, "M Nh"], Float[Array, "M Nh Nh"]]:
-    def one(model):
-        states = jax.vmap(model.hidden_states)(inputs)
+    def one(model, inputs):
+        states = model.hidden_states(inputs)
         states = states.reshape(-1, states.shape[-1])
         return states.mean(axis=0), states.T @ states / states.shape[0]
 
-    return jax.lax.map(one, models, batch_size=models_per_call)
+    return map_models(one, models_per_call, n_shared=1)(models, inputs)
 
 
 def state_geometry(
-    weights: Sequence[RNNWeights], inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"], models_per_call: int
+    weights: Sequence[RNNWeights],
+    inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
+    models_per_call: int | Literal["auto"] = "auto",
 ) -> list[StateGeometry]:
     """The state geometry of every network rolled on ``inputs``, each at its own width."""
-    means, moments = _state_moments(stack_weights(weights), jnp.asarray(inputs), models_per_call)
+    models = pad_models(stack_weights(weights), len(weights))
+    means, moments = _state_moments(models, jnp.asarray(inputs), resolve_models_per_call(models_per_call))
     geometries = []
     for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
         n = w.width
@@ -196,7 +201,7 @@ def subspace_rows(
     *,
     pc_variance: float,
     min_removed_mass: float,
-    models_per_call: int,
+    models_per_call: int | Literal["auto"] = "auto",
 ) -> list[dict]:
     """Diagnostic columns per model × subset (the order of ``w_tilde[i]``), from held-out ``inputs``."""
     geometries = state_geometry(weights, inputs, models_per_call)

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Literal
 from pathlib import Path
 
 import equinox as eqx
@@ -23,6 +24,7 @@ import optax
 from tqdm.auto import tqdm
 
 from ._typing import Array, Bool, Float, Int, PRNGKeyArray
+from .devices import map_models, model_mesh, on_cpu, pad_models
 from .metrics import masked_mse
 from .model import TanhRNN, pad_model, stack_models, unpad_model, unstack_models
 from .tasks import Task
@@ -82,7 +84,7 @@ def make_train(
     optimizer = optax.adam(config.lr)
 
     def loss_fn(model: TanhRNN, inputs, targets, mask) -> Float[Array, ""]:
-        return masked_mse(jax.vmap(model)(inputs), targets, mask)
+        return masked_mse(model(inputs), targets, mask)
 
     def init(model: TanhRNN) -> TrainState:
         return TrainState(
@@ -147,13 +149,23 @@ def shard_models(tree):
     """Split the leading (model) axis of every leaf across all devices; one device: unchanged.
 
     Each model trains independently, so the vmapped program partitions along that axis without
-    any communication: seeds spread over GPUs (or TPU cores) in one compiled program.
+    any communication: seeds spread over GPUs, TPU cores, or the CPU devices of
+    :func:`schurjax.devices.use_cpu_cores`, in one compiled program.
     """
-    devices = jax.devices()
-    if len(devices) == 1:
+    if jax.device_count() == 1:
         return tree
-    mesh = jax.sharding.Mesh(np.array(devices), ("models",))
-    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models")))
+    return jax.device_put(tree, jax.sharding.NamedSharding(model_mesh(), jax.sharding.PartitionSpec("models")))
+
+
+def default_models_per_group() -> int | None:
+    """Models vmapped together on one device: 2 on CPU, all (``None``) on GPU and TPU.
+
+    A CPU core runs one model's small matmuls near its peak already; stacking more models only
+    spills the per-model working set (~1 MB) out of cache, so each device trains its models two
+    at a time in sequence (measured 1.3× faster than all 16 at once). Accelerators need the
+    opposite: every model at once to fill the chip.
+    """
+    return 2 if on_cpu() else None
 
 
 def save_checkpoint(path: Path, chunks_done: int, state: TrainState) -> None:
@@ -178,6 +190,7 @@ def train_models(
     progress: bool = True,
     stop_when: Callable[[TanhRNN], np.ndarray] | None = None,
     checkpoint_path: Callable[[list[int]], Path | None] | None = None,
+    models_per_group: int | None | Literal["auto"] = "auto",
 ) -> TrainResult:
     """Train every model, each on its own data stream, in one compiled program per parametrisation.
 
@@ -193,6 +206,11 @@ def train_models(
     state is written there (atomically) after every chunk, and a group whose file exists resumes
     from it, so an interrupted run continues where it stopped and ends bitwise where an
     uninterrupted one would.
+
+    The model stack is split across all devices, and each device trains its share
+    ``models_per_group`` at a time (``None``: all at once; ``"auto"``:
+    :func:`default_models_per_group`).
+    These choices change only the speed and the float round-off, never which models train how.
     """
     if config.until_solved and stop_when is None:
         raise ValueError("train.until_solved=true needs a stopping criterion for this task")
@@ -204,9 +222,15 @@ def train_models(
     for index, model in enumerate(padded):
         groups.setdefault(jax.tree.structure(model), []).append(index)
 
+    if models_per_group == "auto":
+        models_per_group = default_models_per_group()
+    elif models_per_group is not None and (
+        isinstance(models_per_group, bool) or not isinstance(models_per_group, int) or models_per_group < 1
+    ):
+        raise ValueError(f"models_per_group must be a positive integer, None or 'auto'; got {models_per_group!r}")
     init, train_chunk = make_train(task, config)
     # The state is updated in place across chunks; the data keys are reused, so not donated.
-    run_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
+    run_chunk = jax.jit(map_models(train_chunk, models_per_group), donate_argnums=0)
     n_chunks = math.ceil(config.steps / config.chunk_length)
     trained: list = [None] * len(models)
     final_loss = np.full(len(models), np.nan)
@@ -217,40 +241,42 @@ def train_models(
         total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0
     ) as bar:
         for indices in groups.values():
-            # Fill the group up to a multiple of the device count with copies of its last model
-            # (trained and dropped), so that the model axis splits evenly across devices.
-            slots = indices + indices[-1:] * (-len(indices) % jax.device_count())
-            state = jax.vmap(init)(stack_models([padded[i] for i in slots]))
-            keys = jnp.stack([data_keys[i] for i in slots])
+            count = len(indices)
+            state = jax.vmap(init)(stack_models([padded[i] for i in indices]))
             path = None if checkpoint_path is None else checkpoint_path(indices)
             start = 0
             if path is not None and path.exists():
                 start, state = load_checkpoint(path, state)
-                bar.update(len(indices) * min(start * config.chunk_length, config.steps))
-            state, keys = shard_models((state, keys))
+                bar.update(count * min(start * config.chunk_length, config.steps))
+            # Copies of the group's last model fill the split across devices; they train along
+            # and are dropped, and checkpoints hold the real models only, so that a run can
+            # resume on a machine with another device count.
+            keys = jnp.stack([data_keys[i] for i in indices])
+            state, keys = shard_models(pad_models((state, keys), count))
+            real = lambda state: jax.tree.map(lambda leaf: leaf[:count], state)  # noqa: E731
             for chunk in range(start, n_chunks):
                 state = run_chunk(state, keys)
                 if config.until_solved:
                     solved = jnp.asarray(stop_when(state.model)) & ~state.diverged
                     state = eqx.tree_at(lambda s: s.stopped, state, state.stopped | solved)
                 done = min((chunk + 1) * config.chunk_length, config.steps)
-                bar.update(len(indices) * (done - min(chunk * config.chunk_length, config.steps)))
+                bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
                 bar.set_postfix(
-                    loss=f"{np.nanmedian(np.asarray(state.loss)):.3g}",
-                    diverged=int(state.diverged.sum()),
-                    stopped=int(state.stopped.sum()),
+                    loss=f"{np.nanmedian(np.asarray(state.loss)[:count]):.3g}",
+                    diverged=int(state.diverged[:count].sum()),
+                    stopped=int(state.stopped[:count].sum()),
                 )
                 finished = bool((state.stopped | state.diverged).all())
                 if path is not None:
-                    save_checkpoint(path, n_chunks if finished else chunk + 1, state)
+                    save_checkpoint(path, n_chunks if finished else chunk + 1, real(state))
                 if finished:
-                    bar.update(len(indices) * (config.steps - done))
+                    bar.update(count * (config.steps - done))
                     break
+            state = real(state)
             for index, model in zip(indices, unstack_models(state.model)):
                 trained[index] = unpad_model(model)
-            count = len(indices)
-            final_loss[indices] = np.asarray(state.loss)[:count]
-            steps[indices] = np.asarray(state.step)[:count]
-            diverged[indices] = np.asarray(state.diverged)[:count]
-            stopped[indices] = np.asarray(state.stopped)[:count]
+            final_loss[indices] = np.asarray(state.loss)
+            steps[indices] = np.asarray(state.step)
+            diverged[indices] = np.asarray(state.diverged)
+            stopped[indices] = np.asarray(state.stopped)
     return TrainResult(models=trained, final_loss=final_loss, steps=steps, diverged=diverged, stopped=stopped)

@@ -1,5 +1,7 @@
 """The batched evaluator: references rolled out once give the same metrics as rolling them out again."""
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -31,3 +33,17 @@ def test_reference_metrics_equal_a_separate_rollout_and_distances_are_relative_m
     spread = np.where(scored, (reference - channel_mean) ** 2, 0).sum()
     expected = np.where(scored, (outputs - reference) ** 2, 0).sum() / spread
     np.testing.assert_allclose(evaluation.rollout_distance[1], expected, rtol=1e-4)
+
+
+def test_stacked_weights_are_the_padded_dense_models(key):
+    from schurjax.evaluate import stack_weights
+    from schurjax.model import stack_models
+
+    keys = jax.random.split(key, 3)
+    weights = [export_weights(init_model("dense_default", w, 2, 3, k)) for w, k in zip((5, 8, 6), keys)]
+    weights[1] = dataclasses.replace(weights[1], b_h=np.full(8, 0.5), b_y=np.full(3, -0.25))
+    expected = stack_models([dense_model(w, 8, with_biases=True) for w in weights])
+    actual = stack_weights(weights)
+    for e, a in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
+        assert e.dtype == a.dtype and e.shape == a.shape
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(e))

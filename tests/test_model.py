@@ -62,21 +62,44 @@ def test_stack_and_unstack_round_trip(key):
         assert bool((original.recurrent.weight == recovered.recurrent.weight).all())
 
 
-def test_recurrence_gradient_matches_autodiff_of_the_plain_scan(key):
-    from schurjax.model import _scan_states, tanh_recurrence
+def _plain_recurrence(w, drive, mask):
+    """h_t = mask ⊙ tanh(drive_t + W h_{t-1}) as an unrolled loop, differentiated by autodiff."""
+    state, states = jnp.zeros_like(drive[:, 0]), []
+    for t in range(drive.shape[1]):
+        state = jnp.tanh(drive[:, t] + state @ w.T) * mask[None, :]
+        states.append(state)
+    return jnp.stack(states, axis=1)
+
+
+def test_recurrence_gradient_matches_autodiff_of_the_plain_loop(key):
+    from schurjax.model import tanh_recurrence
 
     k1, k2, k3 = jax.random.split(key, 3)
     w = 0.4 * jax.random.normal(k1, (7, 7))
-    drive = jax.random.normal(k2, (11, 7))
+    # 11 steps: not a multiple of the loop's unroll factor, so the remainder path is covered
+    drive = jax.random.normal(k2, (3, 11, 7))
     mask = jnp.array([1.0] * 5 + [0.0] * 2)
-    weights = jax.random.normal(k3, (11, 7))
+    weights = jax.random.normal(k3, (3, 11, 7))
 
     def loss(recurrence):
         return lambda w, d: jnp.sum(jnp.sin(recurrence(w, d, mask) * weights))
 
-    expected = jax.grad(loss(_scan_states), argnums=(0, 1))(w, drive)
+    np.testing.assert_allclose(
+        np.asarray(tanh_recurrence(w, drive, mask)), np.asarray(_plain_recurrence(w, drive, mask)), rtol=1e-6, atol=1e-6
+    )
+    expected = jax.grad(loss(_plain_recurrence), argnums=(0, 1))(w, drive)
     actual = jax.grad(loss(tanh_recurrence), argnums=(0, 1))(w, drive)
     for e, a in zip(expected, actual):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
     # padded units get no gradient at all
     assert not np.asarray(actual[0])[5:].any() and not np.asarray(actual[0])[:, 5:].any()
+
+
+def test_a_batch_of_trials_matches_trial_by_trial_rollouts(key):
+    model = init_model("dense_orthogonal", 9, 2, 3, key)
+    inputs = jax.random.normal(jax.random.fold_in(key, 1), (2, 4, 6, 2))
+    batched = np.asarray(model(inputs))
+    assert batched.shape == (2, 4, 6, 3)
+    one_by_one = np.stack([np.stack([np.asarray(model(trial)) for trial in row]) for row in inputs])
+    # same arithmetic, possibly different matmul blocking: agree to float32 round-off
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
