@@ -55,6 +55,8 @@ def pad_models(tree, count: int):
     """Repeat the last model until the leading (model) axis of every leaf is a multiple of the
     device count, so that it splits evenly; the copies' results are to be dropped."""
     extra = -count % jax.device_count()
+    if extra == 0:  # leaves as they are (and where they are: already split across devices)
+        return tree
     return jax.tree.map(lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)]), tree)
 
 
@@ -65,7 +67,9 @@ def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> 
     every call whole, the others are split across the devices of :func:`model_mesh` (their
     leading axis must divide evenly; see :func:`pad_models`), and each device applies ``fn`` to
     ``models_per_call`` of its models at a time (``None``: all of them in one vmap). Call it
-    under ``jit``.
+    under ``jit``. The program has no cross-device communication; read its (split) results on
+    the host, e.g. with ``np.asarray``, rather than reducing or slicing them in further jitted
+    code, which would compile to collectives (see :func:`schurjax.train.train_models`).
     """
 
     def on_one_device(*args):

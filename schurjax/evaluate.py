@@ -136,12 +136,15 @@ def evaluate_models(
     inputs, targets, mask = data
     models_per_call = resolve_models_per_call(models_per_call)
     count = models.w_xh.shape[0]
-    host = lambda x, n=count: np.asarray(x[:n], np.float64)  # noqa: E731
+    # Results split across devices are read on the host (see map_models).
+    host = lambda x, n=count: np.asarray(x, np.float64)[:n]  # noqa: E731
     if references is None:
         reference_outputs, reference_index, reference_evaluation = None, np.zeros(count, int), None
     else:
         n_references = references.w_xh.shape[0]
-        reference_outputs = _outputs(pad_models(references, n_references), inputs, models_per_call)
+        # Every device needs every reference's outputs; gathered through the host, not by a
+        # collective.
+        reference_outputs = jnp.asarray(np.asarray(_outputs(pad_models(references, n_references), inputs, models_per_call)))
         scores = _reference_scores(reference_outputs, targets, mask)
         reference_evaluation = Evaluation(*(host(x, n_references) for x in scores))
     fvu, agreement, distance = _evaluate(

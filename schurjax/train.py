@@ -253,26 +253,32 @@ def train_models(
             # resume on a machine with another device count.
             keys = jnp.stack([data_keys[i] for i in indices])
             state, keys = shard_models(pad_models((state, keys), count))
-            real = lambda state: jax.tree.map(lambda leaf: leaf[:count], state)  # noqa: E731
+            # Between chunks, everything about the state is read on the host: a jitted op on the
+            # sharded arrays (a sum, a slice) would compile to a cross-device collective, and on
+            # CPU devices that share a small thread pool with the training program's own
+            # parallel loops such a collective can wait forever.
+            real = lambda state: jax.tree.map(lambda leaf: np.asarray(leaf)[:count], state)  # noqa: E731
             for chunk in range(start, n_chunks):
                 state = run_chunk(state, keys)
+                flags = real((state.loss, state.diverged, state.stopped))
                 if config.until_solved:
-                    solved = jnp.asarray(stop_when(state.model)) & ~state.diverged
-                    state = eqx.tree_at(lambda s: s.stopped, state, state.stopped | solved)
+                    solved = np.asarray(stop_when(state.model))[:count] & ~flags[1]
+                    flags = (flags[0], flags[1], flags[2] | solved)
+                    stopped_all = np.concatenate([flags[2], np.repeat(flags[2][-1:], len(state.stopped) - count)])
+                    state = eqx.tree_at(lambda s: s.stopped, state, shard_models(jnp.asarray(stopped_all)))
+                loss, diverged_now, stopped_now = flags
                 done = min((chunk + 1) * config.chunk_length, config.steps)
                 bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
                 bar.set_postfix(
-                    loss=f"{np.nanmedian(np.asarray(state.loss)[:count]):.3g}",
-                    diverged=int(state.diverged[:count].sum()),
-                    stopped=int(state.stopped[:count].sum()),
+                    loss=f"{np.nanmedian(loss):.3g}", diverged=int(diverged_now.sum()), stopped=int(stopped_now.sum())
                 )
-                finished = bool((state.stopped | state.diverged).all())
+                finished = bool((stopped_now | diverged_now).all())
                 if path is not None:
                     save_checkpoint(path, n_chunks if finished else chunk + 1, real(state))
                 if finished:
                     bar.update(count * (config.steps - done))
                     break
-            state = real(state)
+            state = jax.tree.map(jnp.asarray, real(state))
             for index, model in zip(indices, unstack_models(state.model)):
                 trained[index] = unpad_model(model)
             final_loss[indices] = np.asarray(state.loss)
