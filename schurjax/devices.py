@@ -1,10 +1,11 @@
-"""How many devices JAX sees on a CPU-only machine — process set-up, called at the program's edge.
+"""Devices: every CPU core as a JAX device, and independent models split across devices.
 
 XLA runs one device's small matmuls on one core, so by default a multi-core CPU trains on a
-single core. Exposing every core as its own CPU device lets :func:`schurjax.train.train_models`
-split the models across them (measured 1.5–1.7× faster on 2 cores). It must happen before JAX
-runs its first computation, which is why entry points (``experiments/``, ``benchmarks/``) call
-:func:`use_cpu_cores` first thing, and the library never does it behind a user's back.
+single core. Exposing every core as its own CPU device (:func:`use_cpu_cores`) lets
+:func:`map_models` split the models of training and evaluation across them (measured 1.5–1.7×
+faster on 2 cores). That must happen before JAX runs its first computation, which is why entry
+points (``experiments/``, ``benchmarks/``) call it first thing, and the library never does it
+behind a user's back.
 """
 
 import os
@@ -30,7 +31,7 @@ def use_cpu_cores(count: int | None = None) -> int:
     """
     count = available_cores() if count is None else count
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"compute.cpu_devices must be a positive integer or null (all cores); got {count!r}")
+        raise ValueError(f"cpu_devices must be a positive integer or null (all cores); got {count!r}")
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as error:

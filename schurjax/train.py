@@ -13,8 +13,8 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -261,12 +261,11 @@ def train_models(
             for chunk in range(start, n_chunks):
                 state = run_chunk(state, keys)
                 flags = real((state.loss, state.diverged, state.stopped))
-                if config.until_solved:
-                    solved = np.asarray(stop_when(state.model))[:count] & ~flags[1]
-                    flags = (flags[0], flags[1], flags[2] | solved)
-                    stopped_all = np.concatenate([flags[2], np.repeat(flags[2][-1:], len(state.stopped) - count)])
-                    state = eqx.tree_at(lambda s: s.stopped, state, shard_models(jnp.asarray(stopped_all)))
                 loss, diverged_now, stopped_now = flags
+                if config.until_solved:
+                    stopped_now = stopped_now | (np.asarray(stop_when(state.model))[:count] & ~diverged_now)
+                    stopped = shard_models(pad_models(jnp.asarray(stopped_now), count))
+                    state = eqx.tree_at(lambda s: s.stopped, state, stopped)
                 done = min((chunk + 1) * config.chunk_length, config.steps)
                 bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
                 bar.set_postfix(
