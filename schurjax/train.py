@@ -264,8 +264,8 @@ def train_models(
                 loss, diverged_now, stopped_now = flags
                 if config.until_solved:
                     stopped_now = stopped_now | (np.asarray(stop_when(state.model))[:count] & ~diverged_now)
-                    stopped = shard_models(pad_models(jnp.asarray(stopped_now), count))
-                    state = eqx.tree_at(lambda s: s.stopped, state, stopped)
+                    frozen = shard_models(pad_models(jnp.asarray(stopped_now), count))
+                    state = eqx.tree_at(lambda s: s.stopped, state, frozen)
                 done = min((chunk + 1) * config.chunk_length, config.steps)
                 bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
                 bar.set_postfix(
