@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import eval_config
+from schurjax.devices import use_cpu_cores
 from schurjax.evaluate import held_out_set
 from schurjax.imports import TorchKeys, check_against_task, load_inputs, load_networks
 from schurjax.interventions import check_alpha
@@ -56,6 +57,7 @@ def _prepare(cfg: DictConfig):
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
     try:
+        use_cpu_cores(cfg.cpu_devices)
         trained, data, has_targets, task_name, alpha, config = _prepare(cfg)
     except (ValueError, TypeError) as error:
         log.error("cannot analyse: %s", error)

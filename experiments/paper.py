@@ -9,8 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.config import paper_spec
-from schurjax.devices import use_cpu_cores
 from schurjax import paper
+from schurjax.devices import use_cpu_cores
 
 log = logging.getLogger("schurjax")
 

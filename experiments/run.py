@@ -9,8 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.config import run_spec
-from schurjax.devices import use_cpu_cores
 from schurjax import pipeline
+from schurjax.devices import use_cpu_cores
 
 log = logging.getLogger("schurjax")
 
