@@ -70,6 +70,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def device_peak_mb() -> float | None:
+    """Peak memory the first accelerator has held for this process, in MiB; None on the CPU.
+
+    On the CPU JAX's buffers live in the process, so peak RSS already counts them.
+    """
+    import jax
+
+    stats = jax.devices()[0].memory_stats()
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2**20
+
+
 # ---------------------------------------------------------------- machine description
 
 
@@ -225,4 +238,6 @@ def serve_one(spec_json: str, measure: Callable[..., dict]) -> None:
     """The child side of :func:`run_isolated`: measure one configuration, print it with its peak RSS."""
     result = measure(**json.loads(spec_json))
     result["peak_rss_mb"] = peak_rss_mb()
+    if "jax" in sys.modules:
+        result["device_peak_mb"] = device_peak_mb()
     print(RESULT_MARKER + json.dumps(result), flush=True)

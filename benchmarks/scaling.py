@@ -141,6 +141,7 @@ COLUMNS = (
     ("jax_gflop_per_s", "GFLOP/s", ".1f"),
     ("compile_s", "compile s", ".1f"),
     ("peak_rss_mb", "RSS MiB", ".0f"),
+    ("device_peak_mb", "GPU MiB", ".0f"),
 )
 
 
@@ -170,9 +171,18 @@ def main(argv=None) -> None:
         default=None,
         help="cap on timed chunks (default 256, quick 8)",
     )
+    for sweep in SWEEPS:
+        cli.add_argument(
+            f"--{sweep.replace('_', '-')}",
+            nargs="+",
+            type=int,
+            default=None,
+            help=f"points of the {sweep} sweep (default {' '.join(map(str, SWEEPS[sweep]))})",
+        )
     args = cli.parse_args(argv)
     use_devices(args)
-    args.sweeps = QUICK_SWEEPS if args.quick else SWEEPS
+    defaults = QUICK_SWEEPS if args.quick else SWEEPS
+    args.sweeps = {sweep: tuple(getattr(args, sweep) or defaults[sweep]) for sweep in SWEEPS}
     args.width_seeds = args.width_seeds or (2 if args.quick else 8)
     args.min_seconds = args.min_seconds or (1.0 if args.quick else 10.0)
     args.max_chunks = args.max_chunks or (8 if args.quick else 256)

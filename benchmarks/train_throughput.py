@@ -258,6 +258,7 @@ COLUMNS = (
     ("compile_s", "compile s", ".1f"),
     ("jax_gflop_per_s", "JAX GFLOP/s", ".1f"),
     ("jax_peak_rss_mb", "JAX RSS MiB", ".0f"),
+    ("device_peak_mb", "GPU MiB", ".0f"),
     ("torch_models_steps_per_s", "torch m·steps/s", ".0f"),
     ("torch_gflop_per_s", "torch GFLOP/s", ".1f"),
     ("torch_peak_rss_mb", "torch RSS MiB", ".0f"),

@@ -31,6 +31,12 @@ def eval_config(plain: dict) -> EvalConfig:
     return EvalConfig(**plain["eval"])
 
 
+def diagnostics_config(plain: dict) -> DiagnosticsConfig:
+    # YAML lists become the tuples the dataclass declares
+    section = plain["diagnostics"]
+    return DiagnosticsConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+
+
 def run_spec(cfg: DictConfig) -> RunSpec:
     """Build and validate the RunSpec a config describes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -45,7 +51,7 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         eval_task_params=task.get("eval_params") or {},
         train=TrainConfig(**plain["train"]),
         eval=eval_config(plain),
-        diagnostics=DiagnosticsConfig(**plain["diagnostics"]),
+        diagnostics=diagnostics_config(plain),
     )
 
 
@@ -53,8 +59,11 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
     """Build the PaperSpec of conf/paper.yaml (with ``quick_settings`` applied when quick=true)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     if plain["quick"]:
+        quick = dict(plain["quick_settings"])
+        if plain.get("variants") is None:  # variants=null: skipped, and quick=true must not revive them
+            quick.pop("variants", None)
         # a plain (non-struct) merge: quick settings may add keys, e.g. steps to a variant
-        plain = OmegaConf.to_container(OmegaConf.merge(plain, plain["quick_settings"]))
+        plain = OmegaConf.to_container(OmegaConf.merge(plain, quick))
     seeds = _seeds(plain["seeds"])
     ci_seeds = plain["ci_seeds"]
     if isinstance(ci_seeds, bool) or not isinstance(ci_seeds, int) or ci_seeds < 0:
@@ -66,7 +75,7 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
         return TrainConfig(**(plain["train"] | suite.get("train", {})))
 
     copy, neuro = plain["copy"], plain["neuro"]
-    diagnostics = DiagnosticsConfig(**plain["diagnostics"])
+    diagnostics = diagnostics_config(plain)
     copy_spec = RunSpec(
         task="copy",
         seeds=seeds,

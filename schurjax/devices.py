@@ -61,6 +61,18 @@ def pad_models(tree, count: int):
     return jax.tree.map(lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)]), tree)
 
 
+def shard_models(tree):
+    """Split the leading (model) axis of every leaf across all devices; one device: unchanged.
+
+    Models are independent, so a program mapped over them with :func:`map_models` runs on every
+    device at once without communication: seeds spread over GPUs, TPU cores, or the CPU devices
+    of :func:`use_cpu_cores`. The leading axis must divide evenly (see :func:`pad_models`).
+    """
+    if jax.device_count() == 1:
+        return tree
+    return jax.device_put(tree, jax.sharding.NamedSharding(model_mesh(), jax.sharding.PartitionSpec("models")))
+
+
 def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> Callable:
     """``fn`` over the leading (model) axis of its first arguments, on every device at once.
 
@@ -73,19 +85,20 @@ def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> 
     code, which would compile to collectives (see :func:`schurjax.train.train_models`).
     """
 
-    def on_one_device(*args):
-        mapped, shared = args[: len(args) - n_shared], args[len(args) - n_shared :]
-        one = lambda mapped_one: fn(*mapped_one, *shared)  # noqa: E731
-        if models_per_call is None:
-            return jax.vmap(one)(mapped)
-        return jax.lax.map(one, mapped, batch_size=models_per_call)
-
-    def specs(args):
-        split = jax.sharding.PartitionSpec("models")
-        return tuple(split for _ in args[: len(args) - n_shared]) + (jax.sharding.PartitionSpec(),) * n_shared
-
     def mapped_fn(*args):
-        run = jax.shard_map(on_one_device, mesh=model_mesh(), in_specs=specs(args), out_specs=jax.sharding.PartitionSpec("models"))
+        n_mapped = len(args) - n_shared
+
+        def on_one_device(*args):
+            mapped, shared = args[:n_mapped], args[n_mapped:]
+            one = lambda mapped_one: fn(*mapped_one, *shared)  # noqa: E731
+            if models_per_call is None:
+                return jax.vmap(one)(mapped)
+            return jax.lax.map(one, mapped, batch_size=models_per_call)
+
+        split, whole = jax.sharding.PartitionSpec("models"), jax.sharding.PartitionSpec()
+        run = jax.shard_map(
+            on_one_device, mesh=model_mesh(), in_specs=(split,) * n_mapped + (whole,) * n_shared, out_specs=split
+        )
         return run(*args)
 
     return mapped_fn

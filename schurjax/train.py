@@ -24,7 +24,7 @@ import optax
 from tqdm.auto import tqdm
 
 from ._typing import Array, Bool, Float, Int, PRNGKeyArray
-from .devices import map_models, model_mesh, on_cpu, pad_models
+from .devices import map_models, on_cpu, pad_models, shard_models
 from .metrics import masked_mse
 from .model import TanhRNN, pad_model, stack_models, unpad_model, unstack_models
 from .tasks import Task
@@ -143,18 +143,6 @@ class TrainResult:
     diverged: np.ndarray
     # Whether the stopping criterion held when training ended (all False without one).
     stopped: np.ndarray
-
-
-def shard_models(tree):
-    """Split the leading (model) axis of every leaf across all devices; one device: unchanged.
-
-    Each model trains independently, so the vmapped program partitions along that axis without
-    any communication: seeds spread over GPUs, TPU cores, or the CPU devices of
-    :func:`schurjax.devices.use_cpu_cores`, in one compiled program.
-    """
-    if jax.device_count() == 1:
-        return tree
-    return jax.device_put(tree, jax.sharding.NamedSharding(model_mesh(), jax.sharding.PartitionSpec("models")))
 
 
 def default_models_per_group() -> int | None:
