@@ -171,13 +171,13 @@ def main(argv=None) -> None:
         default=None,
         help="cap on timed chunks (default 256, quick 8)",
     )
-    for sweep in SWEEPS:
+    for sweep, points in SWEEPS.items():
         cli.add_argument(
             f"--{sweep.replace('_', '-')}",
             nargs="+",
             type=int,
             default=None,
-            help=f"points of the {sweep} sweep (default {' '.join(map(str, SWEEPS[sweep]))})",
+            help=f"points of the {sweep} sweep (default {' '.join(map(str, points))})",
         )
     args = cli.parse_args(argv)
     use_devices(args)
