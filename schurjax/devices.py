@@ -88,8 +88,8 @@ def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> 
     def mapped_fn(*args):
         n_mapped = len(args) - n_shared
 
-        def on_one_device(*args):
-            mapped, shared = args[:n_mapped], args[n_mapped:]
+        def on_one_device(*local):
+            mapped, shared = local[:n_mapped], local[n_mapped:]
             one = lambda mapped_one: fn(*mapped_one, *shared)  # noqa: E731
             if models_per_call is None:
                 return jax.vmap(one)(mapped)
