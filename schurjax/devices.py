@@ -62,14 +62,16 @@ def pad_models(tree, count: int):
 
 
 def shard_models(tree):
-    """Split the leading (model) axis of every leaf across all devices; one device: unchanged.
+    """Split the leading (model) axis of every leaf across all devices.
 
     Models are independent, so a program mapped over them with :func:`map_models` runs on every
     device at once without communication: seeds spread over GPUs, TPU cores, or the CPU devices
     of :func:`use_cpu_cores`. The leading axis must divide evenly (see :func:`pad_models`).
+
+    Placed like this even on a single device, a program's inputs carry the sharding of its
+    outputs, so a jitted step fed its own result reuses its compilation; an unplaced first input
+    made ``train_models`` compile its training program twice on one device.
     """
-    if jax.device_count() == 1:
-        return tree
     return jax.device_put(tree, jax.sharding.NamedSharding(model_mesh(), jax.sharding.PartitionSpec("models")))
 
 
