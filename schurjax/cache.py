@@ -17,7 +17,7 @@ from .results import load_weights, save_weights
 from .weights import RNNWeights
 
 # Bump when a change to training makes earlier cached models stale.
-TRAINING_REVISION = 4
+TRAINING_REVISION = 5
 
 
 def training_key(**fields) -> dict:

@@ -52,27 +52,45 @@ def model_mesh() -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.array(jax.devices()), ("models",))
 
 
-def pad_models(tree, count: int):
-    """Repeat the last model until the leading (model) axis of every leaf is a multiple of the
-    device count, so that it splits evenly; the copies' results are to be dropped."""
-    extra = -count % jax.device_count()
+def pad_models(tree, count: int, group: int = 1):
+    """Repeat the last model until the leading (model) axis of every leaf is a multiple of
+    ``group`` × the device count, so that it splits evenly into equal groups on every device;
+    the copies' results are to be dropped.
+
+    Equal groups are what make a model's result independent of its neighbours: every model then
+    runs in a program of one fixed shape (``group`` models vmapped together), whatever the number
+    of models and devices; a remainder group of another size would be compiled differently and
+    round differently.
+    """
+    extra = -count % (group * jax.device_count())
     if extra == 0:  # leaves as they are (and where they are: already split across devices)
         return tree
     return jax.tree.map(lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)]), tree)
 
 
-def shard_models(tree):
-    """Split the leading (model) axis of every leaf across all devices.
+def split_groups(tree, count: int, group: int) -> list:
+    """The first ``count`` models of ``tree`` as stacks of exactly ``group`` models each, the last
+    one filled with copies of the last model (whose results are to be dropped), each placed on a
+    device in turn.
 
-    Models are independent, so a program mapped over them with :func:`map_models` runs on every
-    device at once without communication: seeds spread over GPUs, TPU cores, or the CPU devices
-    of :func:`use_cpu_cores`. The leading axis must divide evenly (see :func:`pad_models`).
-
-    Placed like this even on a single device, a program's inputs carry the sharding of its
-    outputs, so a jitted step fed its own result reuses its compilation; an unplaced first input
-    made ``train_models`` compile its training program twice on one device.
+    A jitted function of one such stack compiles to the same single-device program whatever the
+    number of models and devices, so every model's result is bitwise independent of both (see
+    :func:`schurjax.train.train_models`). Unlike :func:`map_models`, whose program is partitioned
+    across the whole mesh and so is compiled, and rounds, differently on 1 and on 2 devices.
     """
-    return jax.device_put(tree, jax.sharding.NamedSharding(model_mesh(), jax.sharding.PartitionSpec("models")))
+    n_groups = -(-count // group)
+    extra = n_groups * group - count
+    padded = jax.tree.map(lambda leaf: jnp.concatenate([leaf[:count], jnp.repeat(leaf[count - 1 : count], extra, axis=0)]), tree)
+    devices = jax.devices()
+    return [
+        jax.device_put(jax.tree.map(lambda leaf: leaf[i * group : (i + 1) * group], padded), devices[i % len(devices)])
+        for i in range(n_groups)
+    ]
+
+
+def join_groups(groups: list, count: int):
+    """Inverse of :func:`split_groups`, on the host: the first ``count`` models as numpy stacks."""
+    return jax.tree.map(lambda *leaves: np.concatenate([np.asarray(leaf) for leaf in leaves])[:count], *groups)
 
 
 def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> Callable:
@@ -81,7 +99,8 @@ def map_models(fn: Callable, models_per_call: int | None, n_shared: int = 0) -> 
     The returned function takes ``(*mapped, *shared)``: the last ``n_shared`` arguments reach
     every call whole, the others are split across the devices of :func:`model_mesh` (their
     leading axis must divide evenly; see :func:`pad_models`), and each device applies ``fn`` to
-    ``models_per_call`` of its models at a time (``None``: all of them in one vmap). Call it
+    ``models_per_call`` of its models at a time (``None``: all of them in one vmap); pad with
+    ``pad_models(tree, count, models_per_call)`` so that no smaller remainder group is left. Call it
     under ``jit``. The program has no cross-device communication; read its (split) results on
     the host, e.g. with ``np.asarray``, rather than reducing or slicing them in further jitted
     code, which would compile to collectives (see :func:`schurjax.train.train_models`).

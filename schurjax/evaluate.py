@@ -144,12 +144,12 @@ def evaluate_models(
         n_references = references.w_xh.shape[0]
         # Every device needs every reference's outputs; gathered through the host, not by a
         # collective.
-        reference_outputs = jnp.asarray(np.asarray(_outputs(pad_models(references, n_references), inputs, models_per_call)))
+        reference_outputs = jnp.asarray(np.asarray(_outputs(pad_models(references, n_references, models_per_call), inputs, models_per_call)))
         scores = _reference_scores(reference_outputs, targets, mask)
         reference_evaluation = Evaluation(*(host(x, n_references) for x in scores))
     fvu, agreement, distance = _evaluate(
-        pad_models(models, count),
-        pad_models(jnp.asarray(reference_index), count),
+        pad_models(models, count, models_per_call),
+        pad_models(jnp.asarray(reference_index), count, models_per_call),
         inputs,
         targets,
         mask,

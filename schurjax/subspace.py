@@ -146,8 +146,9 @@ def state_geometry(
     models_per_call: int | Literal["auto"] = "auto",
 ) -> list[StateGeometry]:
     """The state geometry of every network rolled on ``inputs``, each at its own width."""
-    models = pad_models(stack_weights(weights), len(weights))
-    means, moments = _state_moments(models, jnp.asarray(inputs), resolve_models_per_call(models_per_call))
+    models_per_call = resolve_models_per_call(models_per_call)
+    models = pad_models(stack_weights(weights), len(weights), models_per_call)
+    means, moments = _state_moments(models, jnp.asarray(inputs), models_per_call)
     geometries = []
     for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
         n = w.width

@@ -24,15 +24,22 @@ import optax
 from tqdm.auto import tqdm
 
 from ._typing import Array, Bool, Float, Int, PRNGKeyArray
-from .devices import map_models, on_cpu, pad_models, shard_models
+from .devices import join_groups, on_cpu, split_groups
 from .metrics import masked_mse
 from .model import TanhRNN, pad_model, stack_models, unpad_model, unstack_models
 from .tasks import Task
 
 
+DECAYS = ("constant", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by every model of a run."""
+    """Optimisation settings shared by every model of a run: the training protocol.
+
+    The defaults are the paper's protocol (Adam 1e-3, 3840 steps of batch 64, no clipping, no
+    schedule); :mod:`schurjax.protocols` holds the per-task protocols that the CLI uses.
+    """
 
     steps: int = 3840
     batch_size: int = 64
@@ -42,20 +49,62 @@ class TrainConfig:
     # Stop each model once the task's "solved" criterion holds (checked between chunks);
     # ``steps`` is then the budget. Only tasks with such a criterion (copy) accept it.
     until_solved: bool = False
+    # Rescale each step's gradient to at most this global L2 norm before Adam (None: no clipping).
+    clip_norm: float | None = None
+    # Linear learning-rate warmup from 0 over this many steps.
+    warmup_steps: int = 0
+    # After the warmup: a constant learning rate, or a cosine decay to 0 at ``steps``.
+    decay: str = "constant"
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "chunk_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"train.{name} must be a positive integer; got {value!r}")
-        if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"train.lr must be a positive finite number; got {self.lr!r}")
+        for name in ("lr", "clip_norm"):
+            value = getattr(self, name)
+            if name == "clip_norm" and value is None:
+                continue
+            if isinstance(value, bool) or not (isinstance(value, float | int) and math.isfinite(value) and value > 0):
+                raise ValueError(f"train.{name} must be a positive finite number; got {value!r}")
+        warmup = self.warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int | np.integer) or not 0 <= warmup < self.steps:
+            raise ValueError(f"train.warmup_steps must be an integer in [0, train.steps={self.steps}); got {warmup!r}")
+        if self.decay not in DECAYS:
+            raise ValueError(f"train.decay={self.decay!r} is not one of {', '.join(DECAYS)}")
 
     @property
     def chunk_length(self) -> int:
         """Steps per chunk, spread evenly so the last chunk wastes at most a few steps."""
         n_chunks = math.ceil(self.steps / self.chunk_steps)
         return math.ceil(self.steps / n_chunks)
+
+    def describe(self) -> str:
+        """The protocol in one line, for logs and reports."""
+        clip = "no clipping" if self.clip_norm is None else f"clip_by_global_norm({self.clip_norm:g})"
+        schedule = self.decay if self.warmup_steps == 0 else f"{self.warmup_steps}-step warmup, then {self.decay}"
+        budget = "budget " if self.until_solved else ""
+        return f"Adam lr {self.lr:g} ({schedule}), {clip}, {budget}{self.steps} steps of batch {self.batch_size}"
+
+
+def learning_rate(config: TrainConfig) -> float | optax.Schedule:
+    """The protocol's learning rate: a plain number, or a warmup and/or decay schedule."""
+    if config.warmup_steps == 0 and config.decay == "constant":
+        return config.lr  # a plain float keeps the paper protocol's arithmetic as it always was
+    if config.decay == "cosine":
+        after = optax.cosine_decay_schedule(config.lr, config.steps - config.warmup_steps)
+    else:
+        after = optax.constant_schedule(config.lr)
+    if config.warmup_steps == 0:
+        return after
+    warmup = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
+    return optax.join_schedules([warmup, after], [config.warmup_steps])
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam at the protocol's learning rate, after global-norm clipping when it asks for it."""
+    adam = optax.adam(learning_rate(config))
+    return adam if config.clip_norm is None else optax.chain(optax.clip_by_global_norm(config.clip_norm), adam)
 
 
 class TrainState(eqx.Module):
@@ -70,6 +119,8 @@ class TrainState(eqx.Module):
     diverged: Bool[Array, ""]
     # Set from the host once the model met its stopping criterion; it is frozen from then on.
     stopped: Bool[Array, ""]
+    # The largest global gradient norm (before any clipping) of the current chunk's steps.
+    grad_norm: Float[Array, ""]
 
 
 def _all_finite(tree) -> Bool[Array, ""]:
@@ -81,7 +132,7 @@ def make_train(
     task: Task, config: TrainConfig
 ) -> tuple[Callable[[TanhRNN], TrainState], Callable[[TrainState, PRNGKeyArray], TrainState]]:
     """Pure ``init(model)`` and ``train_chunk(state, data_key)`` for one model."""
-    optimizer = optax.adam(config.lr)
+    optimizer = make_optimizer(config)
 
     def loss_fn(model: TanhRNN, inputs, targets, mask) -> Float[Array, ""]:
         return masked_mse(model(inputs), targets, mask)
@@ -94,6 +145,7 @@ def make_train(
             loss=jnp.full((), jnp.nan, jnp.float32),
             diverged=jnp.zeros((), bool),
             stopped=jnp.zeros((), bool),
+            grad_norm=jnp.zeros((), jnp.float32),
         )
 
     def train_step(state: TrainState, data_key: PRNGKeyArray) -> tuple[TrainState, None]:
@@ -121,12 +173,14 @@ def make_train(
             loss=jnp.where(running, loss, state.loss),
             diverged=state.diverged | (running & ~finite),
             stopped=state.stopped,
+            grad_norm=jnp.where(running, jnp.maximum(state.grad_norm, optax.tree.norm(grads)), state.grad_norm),
         ), None
 
     def train_chunk(state: TrainState, data_key: PRNGKeyArray) -> TrainState:
         def body(state, _):
             return train_step(state, data_key)
 
+        state = eqx.tree_at(lambda s: s.grad_norm, state, jnp.zeros_like(state.grad_norm))
         state, _ = jax.lax.scan(body, state, None, length=config.chunk_length)
         return state
 
@@ -143,17 +197,31 @@ class TrainResult:
     diverged: np.ndarray
     # Whether the stopping criterion held when training ended (all False without one).
     stopped: np.ndarray
+    # Per model and chunk: the last training loss and the largest global gradient norm of the
+    # chunk's steps, [models, chunks] (NaN for chunks not run here: resumed or stopped early).
+    loss_history: np.ndarray
+    grad_norm_history: np.ndarray
 
 
-def default_models_per_group() -> int | None:
-    """Models vmapped together on one device: 2 on CPU, all (``None``) on GPU and TPU.
+def default_models_per_group() -> int:
+    """Models vmapped together in one group: 2 on CPU, 64 on GPU and TPU.
 
     A CPU core runs one model's small matmuls near its peak already; stacking more models only
     spills the per-model working set (~1 MB) out of cache, so each device trains its models two
     at a time in sequence (measured 1.3× faster than all 16 at once). Accelerators need the
-    opposite: every model at once to fill the chip.
+    opposite: many models at once to fill the chip. The group size is fixed, never derived from
+    the number of models, so that a model trains in a program of the same shape whatever else
+    trains beside it.
     """
-    return 2 if on_cpu() else None
+    return 2 if on_cpu() else 64
+
+
+def _group_size(models_per_group: int | Literal["auto"]) -> int:
+    if models_per_group == "auto":
+        return default_models_per_group()
+    if isinstance(models_per_group, bool) or not isinstance(models_per_group, int) or models_per_group < 1:
+        raise ValueError(f"models_per_group must be a positive integer or 'auto'; got {models_per_group!r}")
+    return models_per_group
 
 
 def save_checkpoint(path: Path, chunks_done: int, state: TrainState) -> None:
@@ -169,6 +237,62 @@ def load_checkpoint(path: Path, template: TrainState) -> tuple[int, TrainState]:
     return int(chunks_done), state
 
 
+def _parametrisation_groups(models: Sequence[TanhRNN]) -> list[list[int]]:
+    """Indices of the models that share one parametrisation (one tree structure)."""
+    groups: dict = {}
+    for index, model in enumerate(models):
+        groups.setdefault(jax.tree.structure(model), []).append(index)
+    return list(groups.values())
+
+
+@dataclasses.dataclass
+class _GroupRun:
+    """What the host needs to drive one parametrisation's models through the chunks."""
+
+    config: TrainConfig
+    run_chunk: Callable
+    group_size: int
+    stop_when: Callable[[TanhRNN], np.ndarray] | None
+    bar: tqdm
+
+
+def _train_group(run: _GroupRun, state: TrainState, keys, path: Path | None) -> tuple[TrainState, np.ndarray]:
+    """Train one stack of ``count`` real models chunk by chunk; returns the (host) state and the
+    [2, count, chunks] loss and gradient-norm history."""
+    config, count = run.config, state.step.shape[0]
+    n_chunks = math.ceil(config.steps / config.chunk_length)
+    history = np.full((2, count, n_chunks), np.nan)
+    start = 0
+    if path is not None and path.exists():
+        start, state = load_checkpoint(path, state)
+        run.bar.update(count * min(start * config.chunk_length, config.steps))
+    # Fixed-size groups, one single-device program each, dispatched to the devices in turn (they
+    # run concurrently). Checkpoints hold the real models only, so that a run can resume on a
+    # machine with another device count.
+    split = lambda tree: split_groups(tree, count, run.group_size)  # noqa: E731
+    states, keys = split(state), split(keys)
+    for chunk in range(start, n_chunks):
+        states = [run.run_chunk(s, k) for s, k in zip(states, keys)]
+        state = join_groups(states, count)
+        history[:, :, chunk] = state.loss, state.grad_norm
+        stopped = state.stopped
+        if config.until_solved:
+            stopped = stopped | (np.asarray(run.stop_when(jax.tree.map(jnp.asarray, state.model))) & ~state.diverged)
+            flags = split(jnp.asarray(stopped))
+            states = [eqx.tree_at(lambda s: s.stopped, s, flag) for s, flag in zip(states, flags)]
+            state = eqx.tree_at(lambda s: s.stopped, state, stopped)
+        done = min((chunk + 1) * config.chunk_length, config.steps)
+        run.bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
+        run.bar.set_postfix(loss=f"{np.nanmedian(state.loss):.3g}", diverged=int(state.diverged.sum()), stopped=int(stopped.sum()))
+        finished = bool((stopped | state.diverged).all())
+        if path is not None:
+            save_checkpoint(path, n_chunks if finished else chunk + 1, state)
+        if finished:
+            run.bar.update(count * (config.steps - done))
+            break
+    return jax.tree.map(jnp.asarray, join_groups(states, count)), history
+
+
 def train_models(
     task: Task,
     config: TrainConfig,
@@ -178,13 +302,15 @@ def train_models(
     progress: bool = True,
     stop_when: Callable[[TanhRNN], np.ndarray] | None = None,
     checkpoint_path: Callable[[list[int]], Path | None] | None = None,
-    models_per_group: int | None | Literal["auto"] = "auto",
+    models_per_group: int | Literal["auto"] = "auto",
 ) -> TrainResult:
     """Train every model, each on its own data stream, in one compiled program per parametrisation.
 
     Models are zero-padded to the largest width and grouped by parametrisation (all ``dense_*``
-    constructions share one program, ``cayley`` another); within a group every model trains in
-    one vmapped, jitted call per chunk of steps.
+    constructions share one program, ``cayley`` another). Each device trains its share of a
+    parametrisation's models ``models_per_group`` at a time (``"auto"``:
+    :func:`default_models_per_group`), every group padded to full size, so a model's training
+    is bitwise the same whichever other models train beside it and on how many devices.
 
     ``stop_when`` (used with ``config.until_solved``) maps the stacked, padded model batch of a
     group to a boolean per model; it runs between chunks, a model that satisfies it is frozen,
@@ -194,82 +320,34 @@ def train_models(
     state is written there (atomically) after every chunk, and a group whose file exists resumes
     from it, so an interrupted run continues where it stopped and ends bitwise where an
     uninterrupted one would.
-
-    The model stack is split across all devices, and each device trains its share
-    ``models_per_group`` at a time (``None``: all at once; ``"auto"``:
-    :func:`default_models_per_group`).
-    These choices change only the speed and the float round-off, never which models train how.
     """
     if config.until_solved and stop_when is None:
         raise ValueError("train.until_solved=true needs a stopping criterion for this task")
     if len(models) != len(data_keys):
         raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
+    group_size = _group_size(models_per_group)
     max_width = max(m.w_xh.shape[0] for m in models)
     padded = [pad_model(m, max_width) for m in models]
-    groups: dict = {}
-    for index, model in enumerate(padded):
-        groups.setdefault(jax.tree.structure(model), []).append(index)
-
-    if models_per_group == "auto":
-        models_per_group = default_models_per_group()
-    elif models_per_group is not None and (
-        isinstance(models_per_group, bool) or not isinstance(models_per_group, int) or models_per_group < 1
-    ):
-        raise ValueError(f"models_per_group must be a positive integer, None or 'auto'; got {models_per_group!r}")
     init, train_chunk = make_train(task, config)
     # The state is updated in place across chunks; the data keys are reused, so not donated.
-    run_chunk = jax.jit(map_models(train_chunk, models_per_group), donate_argnums=0)
-    n_chunks = math.ceil(config.steps / config.chunk_length)
+    run_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
     trained: list = [None] * len(models)
-    final_loss = np.full(len(models), np.nan)
-    steps = np.zeros(len(models), int)
-    diverged = np.zeros(len(models), bool)
-    stopped = np.zeros(len(models), bool)
-    with tqdm(
-        total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0
-    ) as bar:
-        for indices in groups.values():
-            count = len(indices)
+    n_chunks = math.ceil(config.steps / config.chunk_length)
+    # TrainResult field <- TrainState field
+    fields = {"steps": ("step", int), "diverged": ("diverged", bool), "stopped": ("stopped", bool)}
+    flags = {name: np.zeros(len(models), kind) for name, (_, kind) in fields.items()}
+    final_loss, history = np.full(len(models), np.nan), np.full((2, len(models), n_chunks), np.nan)
+    total = config.steps * len(models)
+    with tqdm(total=total, unit="model·step", disable=not progress, smoothing=0) as bar:
+        run = _GroupRun(config, run_chunk, group_size, stop_when, bar)
+        for indices in _parametrisation_groups(padded):
             state = jax.vmap(init)(stack_models([padded[i] for i in indices]))
-            path = None if checkpoint_path is None else checkpoint_path(indices)
-            start = 0
-            if path is not None and path.exists():
-                start, state = load_checkpoint(path, state)
-                bar.update(count * min(start * config.chunk_length, config.steps))
-            # Copies of the group's last model fill the split across devices; they train along
-            # and are dropped, and checkpoints hold the real models only, so that a run can
-            # resume on a machine with another device count.
             keys = jnp.stack([data_keys[i] for i in indices])
-            state, keys = shard_models(pad_models((state, keys), count))
-            # Between chunks, everything about the state is read on the host: a jitted op on the
-            # sharded arrays (a sum, a slice) would compile to a cross-device collective, and on
-            # CPU devices that share a small thread pool with the training program's own
-            # parallel loops such a collective can wait forever.
-            real = lambda state: jax.tree.map(lambda leaf: np.asarray(leaf)[:count], state)  # noqa: E731
-            for chunk in range(start, n_chunks):
-                state = run_chunk(state, keys)
-                flags = real((state.loss, state.diverged, state.stopped))
-                loss, diverged_now, stopped_now = flags
-                if config.until_solved:
-                    stopped_now = stopped_now | (np.asarray(stop_when(state.model))[:count] & ~diverged_now)
-                    frozen = shard_models(pad_models(jnp.asarray(stopped_now), count))
-                    state = eqx.tree_at(lambda s: s.stopped, state, frozen)
-                done = min((chunk + 1) * config.chunk_length, config.steps)
-                bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
-                bar.set_postfix(
-                    loss=f"{np.nanmedian(loss):.3g}", diverged=int(diverged_now.sum()), stopped=int(stopped_now.sum())
-                )
-                finished = bool((stopped_now | diverged_now).all())
-                if path is not None:
-                    save_checkpoint(path, n_chunks if finished else chunk + 1, real(state))
-                if finished:
-                    bar.update(count * (config.steps - done))
-                    break
-            state = jax.tree.map(jnp.asarray, real(state))
+            path = None if checkpoint_path is None else checkpoint_path(indices)
+            state, history[:, indices] = _train_group(run, state, keys, path)
             for index, model in zip(indices, unstack_models(state.model)):
                 trained[index] = unpad_model(model)
             final_loss[indices] = np.asarray(state.loss)
-            steps[indices] = np.asarray(state.step)
-            diverged[indices] = np.asarray(state.diverged)
-            stopped[indices] = np.asarray(state.stopped)
-    return TrainResult(models=trained, final_loss=final_loss, steps=steps, diverged=diverged, stopped=stopped)
+            for name, (field, _) in fields.items():
+                flags[name][indices] = np.asarray(getattr(state, field))
+    return TrainResult(trained, final_loss, **flags, loss_history=history[0], grad_norm_history=history[1])

@@ -1,4 +1,4 @@
-"""Several CPU devices: models split across them train and evaluate as on one device."""
+"""Several CPU devices: models split across them train bitwise and evaluate to round-off as on one device."""
 
 import json
 import subprocess
@@ -73,12 +73,13 @@ def test_two_cpu_devices_train_and_evaluate_like_one_and_resume_across_device_co
     two = _run(tmp_path, 2, "two.eqx")
     assert (one["devices"], two["devices"]) == (1, 2)
     assert one["steps"] == two["steps"] == [40, 40, 40]
-    # The same arithmetic in differently compiled programs: float32 round-off, grown over 40
-    # Adam steps, stays far below the weights' scale (~0.3) and the loss changes (~1e-2).
-    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
-    for a, b in zip(two["w_hh"], one["w_hh"]):
-        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-4)
-    np.testing.assert_allclose(two["fvu"], one["fvu"], rtol=1e-4)
+    # Training runs the same single-device program per group of models on any device count:
+    # bitwise equal.
+    assert two["loss"] == one["loss"]
+    assert two["w_hh"] == one["w_hh"]
+    # The evaluator's program is partitioned across the mesh, so it is compiled, and rounds,
+    # differently on 1 and 2 devices: float32 round-off, far below the FVU's scale.
+    np.testing.assert_allclose(two["fvu"], one["fvu"], rtol=1e-5)
 
     # A run stopped after its first chunk on 2 devices resumes on 1 and ends where uninterrupted
     # runs end: the checkpoint holds the 3 real models, not the padded copy.
@@ -86,7 +87,7 @@ def test_two_cpu_devices_train_and_evaluate_like_one_and_resume_across_device_co
     assert (tmp_path / "moved.eqx").exists()
     resumed = _run(tmp_path, 1, "moved.eqx")
     assert resumed["steps"] == [40, 40, 40]
-    np.testing.assert_allclose(resumed["loss"], one["loss"], rtol=1e-4)
+    assert resumed["loss"] == one["loss"] and resumed["w_hh"] == one["w_hh"]
 
 
 def test_map_models_matches_vmap_with_shared_arguments(key):
