@@ -4,9 +4,11 @@ import dataclasses
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.protocol_study import Candidate
 from schurjax.evaluate import EvalConfig
 from schurjax.paper import PaperSpec
 from schurjax.pipeline import RunSpec
+from schurjax.protocols import training_protocol
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.train import TrainConfig
 
@@ -116,3 +118,53 @@ def paper_spec(cfg: DictConfig) -> PaperSpec:
         ci_seeds=ci_seeds if neuro_seeds != seeds else len(seeds),
         variants=variants,
     )
+
+
+def _quick(plain: dict) -> dict:
+    """``quick_settings`` in place of the full settings: top-level keys are replaced, the copy
+    and eval sections updated key by key."""
+    if not plain["quick"]:
+        return plain
+    return plain | {
+        key: plain[key] | value if key in ("copy", "eval") else value for key, value in plain["quick_settings"].items()
+    }
+
+
+def protocol_candidates(cfg: DictConfig) -> list[Candidate]:
+    """Every (task, protocol) cell of conf/protocols.yaml as a validated RunSpec."""
+    plain = _quick(OmegaConf.to_container(cfg, resolve=True))
+    seeds = _seeds(plain["seeds"])
+    evaluation = eval_config(plain)
+    no_fixed_points = DiagnosticsConfig(fixed_points=False)
+
+    def train(task: str, name: str, settings: dict) -> TrainConfig:
+        try:
+            return training_protocol(task, "paper", **(settings | plain["train"]))
+        except TypeError as error:
+            raise ValueError(f"protocols.{name}={settings!r}: {error}") from None
+
+    candidates = [
+        Candidate(name, RunSpec(task=task, seeds=seeds, train=train(task, name, settings), eval=evaluation, diagnostics=no_fixed_points))
+        for task in _as_tuple(plain["tasks"])
+        for name, settings in plain["protocols"].items()
+    ]
+    copy = plain["copy"]
+    if copy is None:  # copy=null: neuro tasks only
+        return candidates
+    return candidates + [
+        Candidate(
+            name,
+            RunSpec(
+                task="copy",
+                seeds=seeds,
+                widths=(copy["width"],),
+                constructions=_as_tuple(copy["constructions"]),
+                task_params=copy["params"],
+                eval_task_params=copy["eval_params"],
+                train=train("copy", name, settings),
+                eval=evaluation,
+                diagnostics=no_fixed_points,
+            ),
+        )
+        for name, settings in copy["protocols"].items()
+    ]

@@ -39,6 +39,16 @@ class CachedModel:
     train_loss: float
     train_steps: int
     diverged: bool
+    # Whether the task's solved criterion held when training ended (None: trained without one).
+    solved: bool | None = None
+    # Per chunk: the last training loss and the largest global gradient norm of its steps.
+    loss_history: tuple[float, ...] = ()
+    grad_norm_history: tuple[float, ...] = ()
+    # This model's share of the wall time of the training call that produced it.
+    train_seconds: float | None = None
+
+
+_HEADER_FIELDS = ("train_loss", "train_steps", "diverged", "solved", "loss_history", "grad_norm_history", "train_seconds")
 
 
 class ModelCache:
@@ -68,14 +78,16 @@ class ModelCache:
         header = json.loads(header_path.read_text())
         if header["key"] != key:  # a hash collision, however unlikely, must not load a stranger
             return None
-        return CachedModel(load_weights(weights_path), header["train_loss"], header["train_steps"], header["diverged"])
+        fields = {name: header[name] for name in _HEADER_FIELDS if name in header}
+        fields = fields | {name: tuple(fields[name]) for name in ("loss_history", "grad_norm_history") if name in fields}
+        return CachedModel(load_weights(weights_path), **fields)
 
     def put(self, key: dict, model: CachedModel) -> None:
         if self.directory is None:
             return
         weights_path, header_path = self._paths(key)
         save_weights(weights_path, model.weights)
-        header = {"key": key} | {f: getattr(model, f) for f in ("train_loss", "train_steps", "diverged")}
+        header = {"key": key} | {name: getattr(model, name) for name in _HEADER_FIELDS}
         # The header is written last: its presence means the weights beside it are complete.
         temporary = header_path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(header, indent=1))

@@ -99,6 +99,12 @@ class TrainedModel:
     diverged: bool
     # Where the weights came from, for networks trained elsewhere (empty when trained here).
     source: str = ""
+    # Whether the task's solved criterion held when training ended (None: trained without one).
+    solved: bool | None = None
+    # Per chunk of training: the last loss and the largest global gradient norm of its steps.
+    loss_history: tuple[float, ...] = ()
+    grad_norm_history: tuple[float, ...] = ()
+    train_seconds: float | None = None
 
 
 # A full model above this held-out FVU is reported as not having learned its task.
@@ -158,6 +164,7 @@ def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = Model
             checkpoints.extend([] if path is None else [path])
             return path
 
+        started = time.perf_counter()
         seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
         models = [init_model(c, w, task.n_in, task.n_out, seed_keys[s][0]) for c, w, s in (keys[i] for i in missing)]
         result = train_models(
@@ -169,16 +176,28 @@ def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = Model
             stop_when=replay_solved(spec) if spec.train.until_solved else None,
             checkpoint_path=checkpoint_path,
         )
-        for i, model, loss, steps, diverged in zip(
-            missing, result.models, result.final_loss, result.steps, result.diverged
-        ):
-            cached[i] = CachedModel(export_weights(model), float(loss), int(steps), bool(diverged))
+        seconds = (time.perf_counter() - started) / len(missing)
+        for position, i in enumerate(missing):
+            cached[i] = CachedModel(
+                export_weights(result.models[position]),
+                float(result.final_loss[position]),
+                int(result.steps[position]),
+                bool(result.diverged[position]),
+                solved=bool(result.stopped[position]) if spec.train.until_solved else None,
+                loss_history=tuple(result.loss_history[position].tolist()),
+                grad_norm_history=tuple(result.grad_norm_history[position].tolist()),
+                train_seconds=seconds,
+            )
             cache.put(training_keys[i], cached[i])
         # Every model is in the cache now; the training states are no longer needed.
         for path in checkpoints:
             path.unlink(missing_ok=True)
     return [
-        TrainedModel(c, w, s, hit.weights, hit.train_loss, hit.train_steps, hit.diverged)
+        TrainedModel(
+            c, w, s, hit.weights, hit.train_loss, hit.train_steps, hit.diverged,
+            solved=hit.solved, loss_history=hit.loss_history, grad_norm_history=hit.grad_norm_history,
+            train_seconds=hit.train_seconds,
+        )
         for (c, w, s), hit in zip(keys, cached)
     ]
 
@@ -319,6 +338,7 @@ def analyse(
                     rollout_distance=float(evaluation.rollout_distance[flat]),
                     train_loss=model.train_loss,
                     train_steps=model.train_steps,
+                    solved=model.solved,
                     diverged=model.diverged,
                     source=model.source,
                 )

@@ -47,6 +47,7 @@ RESULT_COLUMNS = (
     "pc_k",
     "train_loss",
     "train_steps",
+    "solved",
     "diverged",
     "source",
     *(f"ctrl_{family}_{stat}" for family in CONTROLS for stat in ("median", "p05", "p95", "rank")),
