@@ -43,6 +43,8 @@ def run_spec(cfg: DictConfig) -> RunSpec:
     """Build and validate the RunSpec a config describes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     task = plain["task"]
+    train = dict(plain["train"])
+    protocol = train.pop("protocol")
     return RunSpec(
         task=task["name"],
         seeds=_seeds(plain["seeds"]),
@@ -51,65 +53,77 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         alpha=plain["alpha"],
         task_params=task.get("params") or {},
         eval_task_params=task.get("eval_params") or {},
-        train=TrainConfig(**plain["train"]),
+        protocol=protocol,
+        train=TrainConfig(**train),
         eval=eval_config(plain),
         diagnostics=diagnostics_config(plain),
     )
 
 
-def paper_spec(cfg: DictConfig) -> PaperSpec:
-    """Build the PaperSpec of conf/paper.yaml (with ``quick_settings`` applied when quick=true)."""
+def _paper_settings(cfg: DictConfig) -> dict:
+    """conf/paper.yaml as plain data, with ``quick_settings`` merged in when quick=true."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     if plain["quick"]:
         quick = dict(plain["quick_settings"])
         if plain.get("variants") is None:  # variants=null: skipped, and quick=true must not revive them
             quick.pop("variants", None)
-        # a plain (non-struct) merge: quick settings may add keys, e.g. steps to a variant
+        # a plain (non-struct) merge: quick settings may add keys, e.g. train.steps
         plain = OmegaConf.to_container(OmegaConf.merge(plain, quick))
+    return plain
+
+
+def paper_specs(cfg: DictConfig) -> dict[str, PaperSpec]:
+    """The PaperSpec of conf/paper.yaml for each of its training protocols."""
+    plain = _paper_settings(cfg)
+    protocols = _as_tuple(plain["protocols"])
+    if not protocols:
+        raise ValueError("protocols is empty; give at least one (e.g. protocols=[default,paper])")
+    return {protocol: paper_spec(plain, protocol) for protocol in protocols}
+
+
+def paper_spec(plain: dict, protocol: str) -> PaperSpec:
+    """The reproduction under one training protocol (``plain``: see :func:`_paper_settings`)."""
     seeds = _seeds(plain["seeds"])
     ci_seeds = plain["ci_seeds"]
     if isinstance(ci_seeds, bool) or not isinstance(ci_seeds, int) or ci_seeds < 0:
         raise ValueError(f"ci_seeds={ci_seeds!r}: give a number of seeds >= 0")
-    evaluation = eval_config(plain)
+    common = dict(alpha=plain["alpha"], protocol=protocol, eval=eval_config(plain))
+    diagnostics = diagnostics_config(plain)
 
-    def train(suite: dict) -> TrainConfig:
-        """The shared train settings with a suite's own on top."""
-        return TrainConfig(**(plain["train"] | suite.get("train", {})))
+    def train(task: str, changes: dict) -> TrainConfig:
+        return training_protocol(task, protocol, **(plain["train"] | changes))
 
     copy, neuro = plain["copy"], plain["neuro"]
-    diagnostics = diagnostics_config(plain)
     copy_spec = RunSpec(
         task="copy",
         seeds=seeds,
         widths=_as_tuple(copy["widths"]),
         constructions=_as_tuple(copy["constructions"]),
-        alpha=plain["alpha"],
         task_params=copy["params"],
         eval_task_params=copy["eval_params"],
-        train=train(copy),
-        eval=evaluation,
+        train=train("copy", {}),
         # 36 controllers x 3 alphas: fixed points are for the neuro suite
         diagnostics=dataclasses.replace(diagnostics, fixed_points=False),
+        **common,
     )
     neuro_seeds = tuple(range(max(len(seeds), ci_seeds))) if seeds == tuple(range(len(seeds))) else seeds
 
-    def neuro_spec(task: str, suite: dict) -> RunSpec:
+    def neuro_spec(task: str, changes: dict) -> RunSpec:
         return RunSpec(
             task=task,
             seeds=neuro_seeds,
             widths=(neuro["width"],),
             constructions=(neuro["construction"],),
-            alpha=plain["alpha"],
-            train=train({"train": neuro.get("train", {}) | suite.get("train", {})}),
-            eval=evaluation,
+            train=train(task, changes),
             diagnostics=diagnostics,
+            **common,
         )
 
     variants = {}
     for name, variant in (plain.get("variants") or {}).items():
         if set(variant) - {"task", "train"} or "task" not in variant:
             raise ValueError(f"variants.{name}={variant!r}: give a task and the train settings it changes")
-        variants[name] = neuro_spec(variant["task"], variant)
+        variants[name] = neuro_spec(variant["task"], variant.get("train", {}))
     return PaperSpec(
         copy=copy_spec,
         alphas=tuple(plain["alphas"]),

@@ -8,11 +8,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.config import paper_spec
+from experiments.config import paper_specs
+from experiments.reproduction_comparison import publish, write_comparison
 from schurjax import paper
 from schurjax.devices import use_cpu_cores
 
 log = logging.getLogger("schurjax")
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="paper")
@@ -20,13 +22,19 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         use_cpu_cores(cfg.cpu_devices)
-        spec = paper_spec(cfg)
+        specs = paper_specs(cfg)
     except (ValueError, TypeError) as error:
         log.error("invalid configuration: %s", error)
         sys.exit(2)
-    paper.reproduce(spec, out_dir, progress=cfg.progress, cache_dir=cfg.cache_dir)
+    results = {}
+    for protocol, spec in specs.items():
+        log.info("reproduction under the %s training protocol", protocol)
+        results[protocol] = paper.reproduce(spec, out_dir / protocol, progress=cfg.progress, cache_dir=cfg.cache_dir)
+    overrides = " ".join(HydraConfig.get().overrides.task)
+    write_comparison(specs, results, out_dir, f"python -m experiments.paper {overrides}".strip())
     if cfg.publish:
-        paper.publish(out_dir, Path(cfg.docs_dir))
+        # the README's table describes this project's defaults: only a full run may replace it
+        publish(out_dir, Path(cfg.docs_dir), list(specs), None if cfg.quick else README)
         log.info("published tables, figures and REPRODUCTION.md to %s", cfg.docs_dir)
 
 

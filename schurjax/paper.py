@@ -9,7 +9,6 @@ paper's tables, Figures 1–2 and ``REPRODUCTION.md``, which sets our numbers be
 import dataclasses
 import logging
 import math
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -142,22 +141,10 @@ def write_paper_outputs(spec: PaperSpec, result: PaperResult, out_dir: Path) -> 
                 name: (rows, spec.paper_seeds, spec.ci_seeds) for name, rows in result.variant_rows.items()
             },
             diverged=sum(is_diverged(r) for r in [*result.copy_rows, *result.neuro_rows] if r["subset"] == "none"),
+            protocol=spec.copy.protocol,
+            protocols={s.task: s.train.describe() for s in (spec.copy, *spec.neuro)},
         )
     )
-
-
-def publish(out_dir: Path, docs_dir: Path) -> None:
-    """Copy the tables, figures and report of a reproduction into ``docs_dir`` (e.g. docs/)."""
-    target = docs_dir / "reproduction"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in PUBLISHED_TABLES:
-        if (out_dir / "tables" / name).exists():
-            shutil.copyfile(out_dir / "tables" / name, target / name)
-    for figure in sorted((out_dir / "figures").glob("*")):
-        shutil.copyfile(figure, target / figure.name)
-    report = (out_dir / "REPRODUCTION.md").read_text()
-    # The report links figures relative to the run directory; docs keep them in reproduction/.
-    (docs_dir / "REPRODUCTION.md").write_text(report.replace("](figures/", "](reproduction/"))
 
 
 def reproduce(

@@ -33,6 +33,7 @@ from .results import (
     write_csv,
 )
 from .schur import ordered_schur
+from .protocols import describe_protocol, training_protocol
 from .subspace import DiagnosticsConfig, subspace_rows
 from .tasks import Task, make_task
 from .train import TrainConfig, train_models
@@ -53,11 +54,17 @@ class RunSpec:
     task_params: Mapping = dataclasses.field(default_factory=dict)
     # Overrides of task_params for the held-out set (the copy task scores 128 replay lags).
     eval_task_params: Mapping = dataclasses.field(default_factory=dict)
-    train: TrainConfig = TrainConfig()
+    # The named training protocol (schurjax.protocols) that ``train`` starts from; ``train=None``
+    # takes it as it is, so that a notebook trains as the command line does.
+    protocol: str = "default"
+    train: TrainConfig | None = None
     eval: EvalConfig = EvalConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
 
     def __post_init__(self):
+        protocol = training_protocol(self.task, self.protocol)  # also refuses an unknown name
+        if self.train is None:
+            object.__setattr__(self, "train", protocol)
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed (e.g. seeds=3)")
         if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
@@ -419,6 +426,7 @@ def run(
     out_dir = Path(out_dir)
     check_run_directory(spec, out_dir)
     started = time.perf_counter()
+    log.info("training protocol: %s", describe_protocol(spec.task, spec.protocol, spec.train))
     trained = train_all(spec, progress=progress, cache=ModelCache(cache_dir))
     log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)
     for model in trained:

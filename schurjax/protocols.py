@@ -33,5 +33,16 @@ def training_protocol(task: str, name: str = "default", **changes) -> TrainConfi
     """The ``name`` protocol of ``task`` (tasks without their own entry get the neuro tasks'
     paper protocol), with ``changes`` (TrainConfig fields) on top."""
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown training protocol {name!r}; choose one of: {', '.join(PROTOCOLS)} (train={name})")
+        raise ValueError(f"unknown training protocol {name!r}; choose one of: {', '.join(PROTOCOLS)} (train.protocol={name})")
     return dataclasses.replace(PROTOCOLS[name].get(task, PAPER), **changes)
+
+
+def describe_protocol(task: str, name: str, config: TrainConfig) -> str:
+    """``config`` as the ``name`` protocol of ``task`` and the settings changed from it."""
+    base = training_protocol(task, name)
+    changed = [
+        f"{field.name}={getattr(config, field.name)!r}"
+        for field in dataclasses.fields(config)
+        if getattr(config, field.name) != getattr(base, field.name)
+    ]
+    return f"{name} ({config.describe()})" + (f"; changed from {name}: {', '.join(changed)}" if changed else "")

@@ -100,36 +100,44 @@ def test_quick_reproduction_through_the_cli_writes_and_publishes_everything(tmp_
     docs = tmp_path / "docs"
     done = subprocess.run(
         [sys.executable, "-m", "experiments.paper", "quick=true", "publish=true", "progress=false",
+         "variants={cdi_lr5e-4: {task: cdi, train: {lr: 5.0e-4}}}",
          f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", f"docs_dir={docs}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr
-    run = tmp_path / "run"
-    for name in ("copy_summary", "alpha_table", "neuro_summary"):
-        table = read_csv(run / "tables" / f"{name}.csv")
-        assert list(table[0]) == list(SUMMARY_COLUMNS)
-        assert (docs / "reproduction" / f"{name}.csv").read_bytes() == (run / "tables" / f"{name}.csv").read_bytes()
-    assert list(read_csv(run / "tables" / "neuro_ci_summary.csv")[0]) == list(CI_SUMMARY_COLUMNS)
-    # α only moves the partition: the copy controllers are trained once and analysed three times
-    alpha_rows = read_csv(run / "tables" / "alpha_table.csv")
-    full = {r["alpha"]: r["mean"] for r in alpha_rows if r["metric"] == "fvu" and r["subset"] == "none"
-            and r["construction"] == "dense_orthogonal"}
-    assert set(full) == {"0.85", "0.9", "0.95"} and len(set(full.values())) == 1
-    neuro = read_csv(run / "tables" / "neuro_summary.csv")
-    assert {r["task"] for r in neuro} == {"flipflop", "sine", "cdi"}
-    assert {r["n"] for r in neuro if r["metric"] == "fvu"} == {"1"}  # quick: seeds=1 compared with the paper
-    for stem in ("figure1", "figure1_mean_sem", "figure2", "figure2_ci"):
-        for suffix in (".png", ".pdf"):
-            assert (run / "figures" / f"{stem}{suffix}").stat().st_size > 0
-            assert (docs / "reproduction" / f"{stem}{suffix}").exists()
-    for suite in ("copy", "copy_alpha0.85", "copy_alpha0.95", "neuro/flipflop", "neuro/sine", "neuro/cdi",
-                  "variants/cdi_lr5e-4", "variants/sine_8000_steps"):
-        assert (run / suite / "results.csv").exists()
+    for protocol in ("default", "paper"):
+        run, published = tmp_path / "run" / protocol, docs / "reproduction" / protocol
+        for name in ("copy_summary", "alpha_table", "neuro_summary"):
+            table = read_csv(run / "tables" / f"{name}.csv")
+            assert list(table[0]) == list(SUMMARY_COLUMNS)
+            assert (published / f"{name}.csv").read_bytes() == (run / "tables" / f"{name}.csv").read_bytes()
+        assert list(read_csv(run / "tables" / "neuro_ci_summary.csv")[0]) == list(CI_SUMMARY_COLUMNS)
+        # α only moves the partition: the copy controllers are trained once and analysed three times
+        alpha_rows = read_csv(run / "tables" / "alpha_table.csv")
+        full = {r["alpha"]: r["mean"] for r in alpha_rows if r["metric"] == "fvu" and r["subset"] == "none"
+                and r["construction"] == "dense_orthogonal"}
+        assert set(full) == {"0.85", "0.9", "0.95"} and len(set(full.values())) == 1
+        neuro = read_csv(run / "tables" / "neuro_summary.csv")
+        assert {r["task"] for r in neuro} == {"flipflop", "sine", "cdi"}
+        assert {r["n"] for r in neuro if r["metric"] == "fvu"} == {"1"}  # quick: seeds=1 compared with the paper
+        for stem in ("figure1", "figure1_mean_sem", "figure2", "figure2_ci"):
+            for suffix in (".png", ".pdf"):
+                assert (run / "figures" / f"{stem}{suffix}").stat().st_size > 0
+                assert (published / f"{stem}{suffix}").exists()
+        for suite in ("copy", "copy_alpha0.85", "copy_alpha0.95", "neuro/flipflop", "neuro/sine", "neuro/cdi",
+                      "variants/cdi_lr5e-4"):
+            assert (run / suite / "results.csv").exists()
+        # every run records its protocol
+        assert f'"protocol": "{protocol}"' in (run / "neuro" / "cdi" / "spec.json").read_text()
     report = (docs / "REPRODUCTION.md").read_text()
-    for heading in ("## Copy suite", "### The paper's copy claims", "## Table 1", "## Neuro suite",
-                    "## Investigations beyond the paper's protocol", "### cdi_lr5e-4", "## Where our protocol"):
+    for heading in ("## How each protocol trains", "## The paper's numbers beside ours",
+                    "## Reproduction of the paper's experiments: default training protocol",
+                    "## Reproduction of the paper's experiments: paper training protocol", "### Copy suite",
+                    "#### The paper's copy claims", "### Table 1", "### Neuro suite",
+                    "### Investigations beyond the paper's protocol", "#### cdi_lr5e-4", "### Where our protocol"):
         assert heading in report
-    assert "](reproduction/figure1.png)" in report and "](figures/" not in report
+    assert "](reproduction/default/figure1.png)" in report and "](reproduction/paper/figure1.png)" in report
+    assert "](figures/" not in report and "training revision" in report
     # the variants train with their own settings: the same seeds, other models than the main suite
-    spec = (run / "variants" / "cdi_lr5e-4" / "spec.json").read_text()
+    spec = (tmp_path / "run" / "paper" / "variants" / "cdi_lr5e-4" / "spec.json").read_text()
     assert '"lr": 0.0005' in spec and '"steps": 60' in spec
