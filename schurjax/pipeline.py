@@ -355,6 +355,39 @@ def analyse(
     return rows
 
 
+def unlearned(trained: Sequence[TrainedModel], rows: Sequence[Mapping]) -> list[str]:
+    """Why each model that did not learn its task did not (diverged, unsolved, or FVU > 0.1)."""
+    full_fvu = {(r["construction"], r["width"], r["seed"]): r["fvu"] for r in rows if r["subset"] == "none"}
+    reasons = []
+    for model in trained:
+        name = f"{model.construction} width {model.width} seed {model.seed}"
+        fvu = full_fvu[model.construction, model.width, model.seed]
+        if model.diverged:
+            reasons.append(f"{name} diverged (non-finite loss or weights; frozen at its last finite weights)")
+        elif model.solved is False:
+            reasons.append(f"{name} was not solved within the {model.train_steps}-step budget")
+        elif fvu is not None and fvu > UNTRAINED_FVU:
+            reasons.append(f"{name} has held-out FVU {fvu:.3g} > {UNTRAINED_FVU}")
+    return reasons
+
+
+def report_unlearned(trained: Sequence[TrainedModel], rows: Sequence[Mapping]) -> None:
+    """Say loudly which models did not learn: they stay in every table, and their ablation
+    results say little."""
+    reasons = unlearned(trained, rows)
+    if not reasons:
+        log.info("all %d models learned their task", len(trained))
+        return
+    log.warning(
+        "%d of %d models did not learn their task; they are kept and reported, not dropped or replaced "
+        "(diverged ones are excluded from means). Their ablation results say little; see docs/PROTOCOLS.md "
+        "for protocols that train every seed:\n  %s",
+        len(reasons),
+        len(trained),
+        "\n  ".join(reasons),
+    )
+
+
 def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
     """results.csv, summary.csv and the figures of one analysis."""
     write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
@@ -442,16 +475,7 @@ def run(
     rows = analyse(
         trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics
     )
-    for row in rows:
-        if row["subset"] == "none" and row["fvu"] > UNTRAINED_FVU:
-            log.warning(
-                "%s width %d seed %d has held-out FVU %.3g: it has not learned the task, so its "
-                "ablation results say little (more steps, another seed or a smaller train.lr may help)",
-                row["construction"],
-                row["width"],
-                row["seed"],
-                row["fvu"],
-            )
+    report_unlearned(trained, rows)
     write_run(spec, trained, rows, out_dir)
     log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
     return rows

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "training.npz"
 # Documents whose numbers come from trained networks, each naming the revision it was made at.
 PUBLISHED = ("docs/REPRODUCTION.md", "docs/PROTOCOLS.md", "README.md")
-CASES = [(task, protocol) for protocol in PROTOCOLS for task in PROTOCOLS[protocol]]
+# Every distinct (task, protocol) configuration once.
+CASES = list({(task, PROTOCOLS[p][task]): (task, p) for p in PROTOCOLS for task in PROTOCOLS[p]}.values())
 
 
 def trained_weights(task_name: str, protocol: str) -> dict[str, np.ndarray]:
