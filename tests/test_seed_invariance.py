@@ -1,4 +1,4 @@
-"""A seed's trained network does not depend on which other seeds share its program, on their
+"""A seed's trained network does not depend on which other seeds or widths share its run, on their
 order, or on how many CPU devices the models are split across: bitwise, not to round-off."""
 
 import json
@@ -17,11 +17,13 @@ SCRIPT = textwrap.dedent(
     from schurjax.train import TrainConfig
 
     spec = RunSpec(
-        task="sine", seeds=tuple(json.loads(sys.argv[2])), widths=(16,),
+        task="sine", seeds=tuple(json.loads(sys.argv[2])), widths=tuple(json.loads(sys.argv[3])),
         train=TrainConfig(steps=24, batch_size=16, chunk_steps=12, lr=1e-2),
     )
     digests = {}
     for model in train_all(spec, progress=False):
+        if model.width != 16:
+            continue
         w = model.weights
         digests[model.seed] = hashlib.sha256(w.w_xh.tobytes() + w.w_hh.tobytes() + w.w_hy.tobytes()).hexdigest()
     print(json.dumps(digests))
@@ -29,16 +31,17 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _digests(devices: int, seeds: list[int]) -> dict[str, str]:
+def _digests(devices: int, seeds: list[int], widths: list[int]) -> dict[str, str]:
     completed = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(devices), json.dumps(seeds)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT, str(devices), json.dumps(seeds), json.dumps(widths)],
+        capture_output=True, text=True, check=True,
     )
     return json.loads(completed.stdout.splitlines()[-1])
 
 
 def test_a_seed_trains_bitwise_alike_whatever_trains_beside_it_and_on_any_device_count():
-    runs = [(1, [0]), (1, [2, 0, 1]), (2, [0]), (2, [0, 1, 2]), (2, [3, 1, 0, 4, 2])]
-    digests = [_digests(devices, seeds) for devices, seeds in runs]
+    runs = [(1, [0], [16]), (1, [2, 0, 1], [16, 12]), (2, [0], [16]), (2, [0, 1, 2], [20, 16]), (2, [3, 1, 0, 4, 2], [16])]
+    digests = [_digests(*run) for run in runs]
     for seed in range(5):
         seen = {d[str(seed)] for d in digests if str(seed) in d}
         assert len(seen) == 1, f"seed {seed} trained to {len(seen)} different networks across {runs}"
