@@ -41,6 +41,9 @@ def diagnostics_config(plain: dict) -> DiagnosticsConfig:
 
 def run_spec(cfg: DictConfig) -> RunSpec:
     """Build and validate the RunSpec a config describes."""
+    protocol, known = cfg.train.protocol, list(cfg.task.protocols)
+    if protocol not in known:
+        raise ValueError(f"train.protocol={protocol}: task {cfg.task.name} has the protocols {', '.join(known)}")
     plain = OmegaConf.to_container(cfg, resolve=True)
     task = plain["task"]
     train = dict(plain["train"])
