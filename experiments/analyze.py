@@ -1,7 +1,6 @@
 """Schur ablations of networks trained elsewhere:  python -m experiments.analyze weights=<path> task=<name>"""
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -9,8 +8,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import eval_config
-from schurjax.devices import use_cpu_cores
+from experiments.config import build_or_exit, eval_config
 from schurjax.evaluate import held_out_set
 from schurjax.imports import TorchKeys, check_against_task, load_inputs, load_networks
 from schurjax.interventions import check_alpha
@@ -56,12 +54,7 @@ def _prepare(cfg: DictConfig):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
-    try:
-        use_cpu_cores(cfg.cpu_devices)
-        trained, data, has_targets, task_name, alpha, config = _prepare(cfg)
-    except (ValueError, TypeError) as error:
-        log.error("cannot analyse: %s", error)
-        sys.exit(2)
+    trained, data, has_targets, task_name, alpha, config = build_or_exit(cfg, _prepare, failure="cannot analyse")
     rows = analyse(trained, data, task=task_name, alpha=alpha, config=config, has_targets=has_targets)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     write_results(rows, out_dir)

@@ -1,16 +1,36 @@
 """Hydra config → plain library objects. The only place that knows the config layout."""
 
 import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.protocol_study import Candidate
+from schurjax.devices import use_cpu_cores
 from schurjax.evaluate import EvalConfig
 from schurjax.paper import PaperSpec
 from schurjax.pipeline import RunSpec
 from schurjax.protocols import training_protocol
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.train import TrainConfig
+
+
+log = logging.getLogger("schurjax")
+Built = TypeVar("Built")
+
+
+def build_or_exit(cfg: DictConfig, build: Callable[[DictConfig], Built], failure: str = "invalid configuration") -> Built:
+    """Expose the CPU cores, then build the config's library objects; a configuration error is
+    one log line naming the value and the fix, and exit status 2, before any compute."""
+    try:
+        use_cpu_cores(cfg.cpu_devices)
+        return build(cfg)
+    except (ValueError, TypeError) as error:
+        log.error("%s: %s", failure, error)
+        sys.exit(2)
 
 
 def _seeds(value) -> tuple[int, ...]:

@@ -1,17 +1,15 @@
 """Reproduce the paper:  python -m experiments.paper [quick=true] [seeds=10] [publish=true]"""
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.config import paper_specs
+from experiments.config import build_or_exit, paper_specs
 from experiments.reproduction_comparison import publish, write_comparison
 from schurjax import paper
-from schurjax.devices import use_cpu_cores
 
 log = logging.getLogger("schurjax")
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,12 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @hydra.main(version_base="1.3", config_path="../conf", config_name="paper")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        use_cpu_cores(cfg.cpu_devices)
-        specs = paper_specs(cfg)
-    except (ValueError, TypeError) as error:
-        log.error("invalid configuration: %s", error)
-        sys.exit(2)
+    specs = build_or_exit(cfg, paper_specs)
     results = {}
     for protocol, spec in specs.items():
         log.info("reproduction under the %s training protocol", protocol)

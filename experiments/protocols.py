@@ -1,18 +1,16 @@
 """The protocol study:  python -m experiments.protocols [quick=true] [publish=true]"""
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.config import protocol_candidates
+from experiments.config import build_or_exit, protocol_candidates
 from experiments.protocol_report import publish, write_study
 from experiments.protocol_study import run_cell
 from schurjax.cache import ModelCache
-from schurjax.devices import use_cpu_cores
 
 log = logging.getLogger("schurjax")
 
@@ -20,12 +18,7 @@ log = logging.getLogger("schurjax")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="protocols")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        use_cpu_cores(cfg.cpu_devices)
-        candidates = protocol_candidates(cfg)
-    except (ValueError, TypeError) as error:
-        log.error("invalid configuration: %s", error)
-        sys.exit(2)
+    candidates = build_or_exit(cfg, protocol_candidates)
     cache = ModelCache(cfg.cache_dir)
     cells = [run_cell(candidate, cache, cfg.progress) for candidate in candidates]
     overrides = " ".join(HydraConfig.get().overrides.task)

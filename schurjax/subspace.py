@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
