@@ -12,12 +12,13 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 
 from . import plots
 from .cache import CachedModel, ModelCache, training_key
-from .constructions import check_construction
+from .constructions import DenseRecurrent, check_construction
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
 from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
 from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
@@ -129,7 +130,12 @@ def replay_solved(spec: RunSpec):
     check_set = spec.eval_task()(jax.random.fold_in(jax.random.key(spec.eval.seed), 1), SOLVED_CHECK_TRIALS)
 
     def solved(models) -> np.ndarray:
-        return evaluate_models(models, check_set, spec.eval.models_per_call).sign_agreement == 1.0
+        # The evaluator is one program partitioned across the devices; a parametrisation whose
+        # matrix needs a linear solve (Cayley) deadlocked there on 2 CPU devices (both
+        # partitions' LAPACK calls waiting on one small thread pool), so the matrices are formed
+        # once, on one device, and the evaluator sees plain dense networks.
+        dense = eqx.tree_at(lambda m: m.recurrent, models, DenseRecurrent(jax.vmap(lambda r: r.matrix())(models.recurrent)))
+        return evaluate_models(dense, check_set, spec.eval.models_per_call).sign_agreement == 1.0
 
     return solved
 

@@ -264,6 +264,24 @@ class _GroupRun:
     bar: tqdm
 
 
+def _run_waves(run_chunk: Callable, states: list, keys: list, wave: int) -> list:
+    """One chunk of every group, ``wave`` groups at a time (one per device): a wave's groups run
+    at once, and the next wave starts when it is done."""
+    done = []
+    for start in range(0, len(states), wave):
+        done += jax.block_until_ready([run_chunk(s, k) for s, k in zip(states[start : start + wave], keys[start : start + wave])])
+    return done
+
+
+def _wave_size(run_chunk: Callable, state: TrainState, keys) -> int:
+    """Groups that may run at once: one per device, except on CPU for programs that call host
+    libraries (the Cayley construction's LAPACK solve), which deadlocked when two CPU devices ran
+    them concurrently; those run one group at a time."""
+    if on_cpu() and "custom_call" in run_chunk.lower(state, keys).as_text():
+        return 1
+    return jax.device_count()
+
+
 def _train_group(run: _GroupRun, state: TrainState, keys, path: Path | None) -> tuple[TrainState, np.ndarray]:
     """Train one stack of ``count`` real models chunk by chunk; returns the (host) state and the
     [2, count, chunks] loss and gradient-norm history."""
@@ -279,8 +297,9 @@ def _train_group(run: _GroupRun, state: TrainState, keys, path: Path | None) -> 
     # machine with another device count.
     split = lambda tree: split_groups(tree, count, run.group_size)  # noqa: E731
     states, keys = split(state), split(keys)
+    wave = _wave_size(run.run_chunk, states[0], keys[0])
     for chunk in range(start, n_chunks):
-        states = [run.run_chunk(s, k) for s, k in zip(states, keys)]
+        states = _run_waves(run.run_chunk, states, keys, wave)
         state = join_groups(states, count)
         history[:, :, chunk] = state.loss, state.grad_norm
         stopped = state.stopped
