@@ -26,7 +26,7 @@ from schurjax.provenance import provenance
 from schurjax.results import write_csv
 
 STUDY_COLUMNS = (
-    "task", "protocol", "settings", "models", "learned", "diverged", "fvu_median", "fvu_q25", "fvu_q75",
+    "task", "protocol", "settings", "models", "learned", "learned_by_construction", "diverged", "fvu_median", "fvu_q25", "fvu_q75",
     "peak_grad_norm_median", "seconds", "reused", "is_default",
     *(f"{b}_{s}" for b in BLOCKS for s in ("median", "q25", "q75", "dominant")), "CC_over_CR",
 )
@@ -93,9 +93,10 @@ def _learning_table(summaries: Sequence[Mapping]) -> list[str]:
     ]
     for s in summaries:
         mark = " **(default)**" if s["is_default"] else ""
+        learned = f"{s['learned']}/{s['models']}" + (f" ({s['learned_by_construction']})" if "," in s["learned_by_construction"] else "")
         wall = f"{s['seconds']:.0f}"
         lines.append(
-            f"| {s['task']} | {s['protocol']}{mark} | {s['settings']} | {s['learned']}/{s['models']} | {s['diverged']} | "
+            f"| {s['task']} | {s['protocol']}{mark} | {s['settings']} | {learned} | {s['diverged']} | "
             f"{_fmt(s['fvu_median'])} [{_fmt(s['fvu_q25'])}, {_fmt(s['fvu_q75'])}] | {_fmt(s['peak_grad_norm_median'])} | {wall} |"
         )
     return lines
@@ -136,7 +137,11 @@ def _defaults(summaries: Sequence[Mapping]) -> list[str]:
     lines = ["| task | default protocol | learned | FVU median | rationale |", "|---|---|---|---|---|"]
     for task, config in PROTOCOLS["default"].items():
         match = [s for s in summaries if s["task"] == task and s["is_default"]]
-        numbers = f"{match[0]['learned']}/{match[0]['models']} | {_fmt(match[0]['fvu_median'])}" if match else "not in this study | –"
+        if match:
+            by_construction = f" ({match[0]['learned_by_construction']})" if "," in match[0]["learned_by_construction"] else ""
+            numbers = f"{match[0]['learned']}/{match[0]['models']}{by_construction} | {_fmt(match[0]['fvu_median'])}"
+        else:
+            numbers = "not in this study | –"
         lines.append(f"| {task} | {config.describe()} | {numbers} | {RATIONALE.get(task, '')} |")
     return lines
 
@@ -176,7 +181,7 @@ def report(cells: Sequence[Cell], summaries: Sequence[Mapping], command: str) ->
         "",
         *_defaults(summaries),
         "",
-        "The paper's exact protocol stays one override away: `python -m experiments.run task=<task> train=paper`.",
+        "The paper's exact protocol stays one override away: `python -m experiments.run task=<task> train.protocol=paper`.",
         "",
         "## Models that did not learn",
         "",

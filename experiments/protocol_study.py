@@ -107,12 +107,14 @@ def summarise_cell(cell: Cell) -> dict:
     median, q25, q75 = _quantiles(fvu)
     learned_full = [full_rows[m.construction, m.seed] for m, ok in zip(cell.trained, flags) if ok]
     peak = [np.nanmax(m.grad_norm_history) for m in cell.trained if m.grad_norm_history]
+    by_construction = {c: [ok for m, ok in zip(cell.trained, flags) if m.construction == c] for c in spec.constructions}
     return dict(
         task=spec.task,
         protocol=cell.candidate.protocol,
         settings=spec.train.describe(),
         models=len(flags),
         learned=sum(flags),
+        learned_by_construction=", ".join(f"{c} {sum(oks)}/{len(oks)}" for c, oks in by_construction.items()),
         diverged=sum(m.diverged for m in cell.trained),
         fvu_median=median,
         fvu_q25=q25,

@@ -39,6 +39,10 @@ RATIONALE: dict[str, str] = {
     "The one-change protocols that also learn (clipping alone, a cosine decay, lr 5e-4) let T_C→R "
     "dominate in a third to a half of the seeds: they change the solution type, so the extra steps are "
     "worth their cost.",
+    "copy": "Kept at the paper's protocol: it solves the dense_orthogonal and cayley controllers in most seeds "
+    "but no dense_default or dense_normal controller within the budget. Only the paper's protocol was run "
+    "for copy (each candidate costs ~15 minutes of this machine); finding one that solves those two "
+    "constructions is open.",
 }
 
 

@@ -15,8 +15,8 @@ from schurjax.model import init_model
 from schurjax.tasks import make_task
 from schurjax.train import TrainConfig, train_models
 
-# Trains 3 models (an odd count, so the split across 2 devices needs a padded copy) for 2
-# chunks, writing a checkpoint after each; optionally stops after the first chunk as a killed run
+# Trains 3 models (widths 8, 6, 8: two programs, the width-8 one an odd count, so its groups
+# need a padded copy) for 2 chunks, writing a checkpoint per program after each; optionally stops after the first chunk as a killed run
 # would, and resumes from whatever checkpoint the directory holds. Prints losses and weights.
 SCRIPT = textwrap.dedent(
     """
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
     models = [init_model("dense_orthogonal", w, 3, 3, k) for w, k in zip((8, 6, 8), keys[:3])]
     result = train_models(
         task, TrainConfig(steps=40, batch_size=16, chunk_steps=20), models, list(keys[3:]),
-        progress=False, checkpoint_path=lambda group: checkpoint,
+        progress=False, checkpoint_path=lambda group: checkpoint.with_name(f"{checkpoint.stem}_{group[0]}.eqx"),
     )
     from schurjax.weights import export_weights
     weights = [export_weights(m) for m in result.models]
@@ -84,7 +84,7 @@ def test_two_cpu_devices_train_and_evaluate_like_one_and_resume_across_device_co
     # A run stopped after its first chunk on 2 devices resumes on 1 and ends where uninterrupted
     # runs end: the checkpoint holds the 3 real models, not the padded copy.
     _run(tmp_path, 2, "moved.eqx", mode="stop")
-    assert (tmp_path / "moved.eqx").exists()
+    assert (tmp_path / "moved_0.eqx").exists()
     resumed = _run(tmp_path, 1, "moved.eqx")
     assert resumed["steps"] == [40, 40, 40]
     assert resumed["loss"] == one["loss"] and resumed["w_hh"] == one["w_hh"]

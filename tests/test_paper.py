@@ -47,7 +47,8 @@ def _neuro_rows(profile: dict[str, dict[str, float]], seeds: int) -> list[dict]:
 
 def _report(copy_rows, neuro_rows):
     return reproduction_report(copy_rows=copy_rows, paper_neuro=neuro_rows, ci_neuro=neuro_rows, main_alpha=0.9,
-                               copy_budget=8000, seconds={"total": 1.0}, reused={}, variants={}, diverged=0)
+                               copy_budget=8000, seconds={"total": 1.0}, reused={}, variants={}, diverged=0,
+                               protocol="paper", protocols={"copy": "Adam lr 0.001"})
 
 
 def _claim_verdicts(report: str) -> list[str]:
