@@ -12,6 +12,7 @@ from experiments.protocol_study import (
     BLOCKS,
     FOUND_LOSS,
     Cell,
+    full_rows,
     history_rows,
     learned,
     lost_after_found,
@@ -46,10 +47,9 @@ def fvu_figure(cells: Sequence[Cell], stem: Path) -> list[Path]:
     figure = Figure(figsize=(4.2 * len(tasks), 3.6), layout="constrained")
     for ax, (task, task_cells) in zip(figure.subplots(1, len(tasks), squeeze=False)[0], tasks.items()):
         for x, cell in enumerate(task_cells):
-            full = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
-            for offset, model in zip(np.linspace(-0.25, 0.25, len(cell.trained)), cell.trained):
-                ok = learned(model, full[model.construction, model.seed])
-                fvu = max(full[model.construction, model.seed]["fvu"], 1e-5)
+            for offset, row in zip(np.linspace(-0.25, 0.25, len(cell.trained)), full_rows(cell)):
+                ok = learned(row)
+                fvu = max(row["fvu"], 1e-5)
                 ax.scatter(x + offset, fvu, s=12, facecolors="C0" if ok else "none", edgecolors="C0" if ok else "C3")
             ax.annotate(f"{summarise_cell(cell)['learned']}/{len(cell.trained)}", (x, 1.0), ha="center", va="bottom", fontsize=7)
         ax.axhline(UNTRAINED_FVU, color="grey", linestyle="--", linewidth=0.8)
@@ -67,11 +67,9 @@ def gradient_figure(cells: Sequence[Cell], protocol: str, stem: Path) -> list[Pa
     figure = Figure(figsize=(4.0 * len(chosen), 5.2), layout="constrained")
     axes = figure.subplots(2, len(chosen), squeeze=False, sharex="col")
     for column, cell in enumerate(chosen):
-        full = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
         steps = np.minimum(np.arange(1, 1 + len(cell.trained[0].loss_history)) * cell.candidate.spec.train.chunk_length, cell.candidate.spec.train.steps)
-        for model in cell.trained:
-            ok = learned(model, full[model.construction, model.seed])
-            style = dict(color="0.6" if ok else "C3", linewidth=0.8, alpha=0.8)
+        for model, row in zip(cell.trained, full_rows(cell)):
+            style = dict(color="0.6" if learned(row) else "C3", linewidth=0.8, alpha=0.8)
             axes[0, column].plot(steps[: len(model.loss_history)], model.loss_history, **style)
             axes[1, column].plot(steps[: len(model.grad_norm_history)], model.grad_norm_history, **style)
         axes[0, column].set_title(f"{cell.candidate.task}, {protocol} protocol")
@@ -119,11 +117,10 @@ def _diagnosis(cells: Sequence[Cell]) -> list[str]:
         if cell.candidate.protocol != "paper":
             continue
         found, unlearned = lost_after_found(cell)
-        full = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
         peaks = {True: [], False: []}
-        for m in cell.trained:
+        for m, row in zip(cell.trained, full_rows(cell)):
             if m.grad_norm_history:
-                peaks[learned(m, full[m.construction, m.seed])].append(np.nanmax(m.grad_norm_history))
+                peaks[learned(row)].append(np.nanmax(m.grad_norm_history))
         lines.append(
             f"- **{cell.candidate.task}**: {unlearned} of {len(cell.trained)} models did not learn; {found} of those "
             f"had reached a training loss ≤ {FOUND_LOSS:g} before losing it. Largest gradient norm during training, "

@@ -16,7 +16,7 @@ import numpy as np
 
 from schurjax.cache import ModelCache
 from schurjax.evaluate import held_out_set
-from schurjax.pipeline import UNTRAINED_FVU, RunSpec, TrainedModel, analyse, model_training_key, train_all
+from schurjax.pipeline import RunSpec, TrainedModel, analyse, learning_failure, model_training_key, train_all
 from schurjax.results import RESULT_COLUMNS, is_diverged, write_csv
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,15 @@ class Cell:
     reused: int
 
 
-def learned(model: TrainedModel, full_row: Mapping) -> bool:
-    """Solved (copy: perfect replay on the check set) or held-out FVU <= 0.1; never if diverged."""
-    if model.diverged:
-        return False
-    if model.solved is not None:
-        return bool(model.solved)
-    return full_row["fvu"] <= UNTRAINED_FVU
+def learned(full_row: Mapping) -> bool:
+    """Held-out FVU <= 0.1 and, for tasks with a solved criterion (copy), solved; never if diverged."""
+    return learning_failure(full_row) is None
+
+
+def full_rows(cell: Cell) -> list[Mapping]:
+    """The full-model result row of every trained model of ``cell``, in training order."""
+    by_model = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
+    return [by_model[m.construction, m.seed] for m in cell.trained]
 
 
 def run_cell(candidate: Candidate, cache: ModelCache, progress: bool) -> Cell:
@@ -100,12 +102,10 @@ def _profile(full: Sequence[Mapping], rows: Sequence[Mapping]) -> dict:
 
 def summarise_cell(cell: Cell) -> dict:
     """One row of the study table."""
-    spec = cell.candidate.spec
-    full_rows = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
-    flags = [learned(m, full_rows[m.construction, m.seed]) for m in cell.trained]
-    fvu = [full_rows[m.construction, m.seed]["fvu"] for m in cell.trained]
-    median, q25, q75 = _quantiles(fvu)
-    learned_full = [full_rows[m.construction, m.seed] for m, ok in zip(cell.trained, flags) if ok]
+    spec, full = cell.candidate.spec, full_rows(cell)
+    flags = [learned(row) for row in full]
+    median, q25, q75 = _quantiles([row["fvu"] for row in full])
+    learned_full = [row for row, ok in zip(full, flags) if ok]
     peak = [np.nanmax(m.grad_norm_history) for m in cell.trained if m.grad_norm_history]
     by_construction = {c: [ok for m, ok in zip(cell.trained, flags) if m.construction == c] for c in spec.constructions}
     return dict(
@@ -139,8 +139,7 @@ def history_rows(cell: Cell) -> list[dict]:
 
 def lost_after_found(cell: Cell) -> tuple[int, int]:
     """(models that reached a training loss <= FOUND_LOSS and still ended unlearned, unlearned models)."""
-    full_rows = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
-    unlearned = [m for m in cell.trained if not learned(m, full_rows[m.construction, m.seed])]
+    unlearned = [m for m, row in zip(cell.trained, full_rows(cell)) if not learned(row)]
     found = [m for m in unlearned if m.loss_history and np.nanmin(m.loss_history) <= FOUND_LOSS]
     return len(found), len(unlearned)
 
@@ -152,9 +151,8 @@ def write_cell(cell: Cell, out_dir: Path) -> None:
 
 def unlearned_models(cell: Cell) -> list[str]:
     """'construction seed' of every model that did not learn (reported, never dropped)."""
-    full_rows = {(r["construction"], r["seed"]): r for r in cell.rows if r["subset"] == "none"}
     return [
-        f"{m.construction} seed {m.seed}" + (" (diverged)" if is_diverged(full_rows[m.construction, m.seed]) else "")
-        for m in cell.trained
-        if not learned(m, full_rows[m.construction, m.seed])
+        f"{row['construction']} seed {row['seed']}" + (" (diverged)" if is_diverged(row) else "")
+        for row in full_rows(cell)
+        if not learned(row)
     ]

@@ -65,11 +65,16 @@ def pad_models(tree, count: int, group: int = 1):
     extra = -count % (group * jax.device_count())
     if extra == 0:  # leaves as they are (and where they are: already split across devices)
         return tree
+    return _repeat_last(tree, extra)
+
+
+def _repeat_last(tree, extra: int):
+    """Every leaf with its last model repeated ``extra`` more times along the model axis."""
     return jax.tree.map(lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)]), tree)
 
 
 def split_groups(tree, count: int, group: int) -> list:
-    """The first ``count`` models of ``tree`` as stacks of exactly ``group`` models each, the last
+    """The ``count`` models of ``tree`` as stacks of exactly ``group`` models each, the last
     one filled with copies of the last model (whose results are to be dropped), each placed on a
     device in turn.
 
@@ -78,10 +83,8 @@ def split_groups(tree, count: int, group: int) -> list:
     :func:`schurjax.train.train_models`). Unlike :func:`map_models`, whose program is partitioned
     across the whole mesh and so is compiled, and rounds, differently on 1 and on 2 devices.
     """
-    n_groups = -(-count // group)
-    extra = n_groups * group - count
-    padded = jax.tree.map(lambda leaf: jnp.concatenate([leaf[:count], jnp.repeat(leaf[count - 1 : count], extra, axis=0)]), tree)
-    devices = jax.devices()
+    padded = _repeat_last(tree, -count % group)
+    n_groups, devices = -(-count // group), jax.devices()
     return [
         jax.device_put(jax.tree.map(lambda leaf: leaf[i * group : (i + 1) * group], padded), devices[i % len(devices)])
         for i in range(n_groups)

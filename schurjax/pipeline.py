@@ -27,6 +27,7 @@ from .model import init_model
 from .results import (
     RESULT_COLUMNS,
     SUMMARY_COLUMNS,
+    is_diverged,
     model_filename,
     save_weights,
     sensitivity,
@@ -361,35 +362,42 @@ def analyse(
     return rows
 
 
-def unlearned(trained: Sequence[TrainedModel], rows: Sequence[Mapping]) -> list[str]:
-    """Why each model that did not learn its task did not (diverged, unsolved, or FVU > 0.1)."""
-    full_fvu = {(r["construction"], r["width"], r["seed"]): r["fvu"] for r in rows if r["subset"] == "none"}
-    reasons = []
-    for model in trained:
-        name = f"{model.construction} width {model.width} seed {model.seed}"
-        fvu = full_fvu[model.construction, model.width, model.seed]
-        if model.diverged:
-            reasons.append(f"{name} diverged (non-finite loss or weights; frozen at its last finite weights)")
-        elif model.solved is False:
-            reasons.append(f"{name} was not solved within the {model.train_steps}-step budget")
-        elif fvu is not None and fvu > UNTRAINED_FVU:
-            reasons.append(f"{name} has held-out FVU {fvu:.3g} > {UNTRAINED_FVU}")
-    return reasons
+def learning_failure(full_row: Mapping) -> str | None:
+    """Why the model of a full-model result row did not learn its task: it diverged, its solved
+    criterion did not hold within the budget, or its held-out FVU exceeds 0.1; None if it learned."""
+    if is_diverged(full_row):
+        return "diverged (non-finite loss or weights; frozen at its last finite weights)"
+    if full_row.get("solved") in (False, "False"):
+        return f"was not solved within the {full_row['train_steps']}-step budget"
+    fvu = full_row["fvu"]
+    if fvu not in (None, "") and float(fvu) > UNTRAINED_FVU:
+        return f"has held-out FVU {float(fvu):.3g} > {UNTRAINED_FVU}"
+    return None
 
 
-def report_unlearned(trained: Sequence[TrainedModel], rows: Sequence[Mapping]) -> None:
+def unlearned(rows: Sequence[Mapping]) -> list[str]:
+    """Every model of ``rows`` that did not learn its task, named, with the reason."""
+    return [
+        f"{r['construction']} width {r['width']} seed {r['seed']} {reason}"
+        for r in rows
+        if r["subset"] == "none" and (reason := learning_failure(r)) is not None
+    ]
+
+
+def report_unlearned(rows: Sequence[Mapping]) -> None:
     """Say loudly which models did not learn: they stay in every table, and their ablation
     results say little."""
-    reasons = unlearned(trained, rows)
+    reasons = unlearned(rows)
+    n_models = sum(r["subset"] == "none" for r in rows)
     if not reasons:
-        log.info("all %d models learned their task", len(trained))
+        log.info("all %d models learned their task", n_models)
         return
     log.warning(
         "%d of %d models did not learn their task; they are kept and reported, not dropped or replaced "
         "(diverged ones are excluded from means). Their ablation results say little; see docs/PROTOCOLS.md "
         "for protocols that train every seed:\n  %s",
         len(reasons),
-        len(trained),
+        n_models,
         "\n  ".join(reasons),
     )
 
@@ -481,7 +489,7 @@ def run(
     rows = analyse(
         trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics
     )
-    report_unlearned(trained, rows)
+    report_unlearned(rows)
     write_run(spec, trained, rows, out_dir)
     log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
     return rows

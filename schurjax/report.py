@@ -68,17 +68,17 @@ def _mean(rows, **where) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "—"
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
-def _mean_sem_text(values: Sequence[float]) -> str:
+def mean_sem_text(values: Sequence[float]) -> str:
     if not values:
         return "—"
     mean, sem = mean_sem(values)
-    return _fmt(mean) if math.isnan(sem) else f"{_fmt(mean)} ± {_fmt(sem)}"
+    return format_number(mean) if math.isnan(sem) else f"{format_number(mean)} ± {format_number(sem)}"
 
 
 def _ci_text(values: Sequence[float]) -> str:
@@ -86,7 +86,7 @@ def _ci_text(values: Sequence[float]) -> str:
         return "—"
     mean, sem = mean_sem(values)
     half = scipy.stats.t.ppf(0.975, len(values) - 1) * sem
-    return f"{_fmt(mean)} [{_fmt(mean - half)}, {_fmt(mean + half)}]"
+    return f"{format_number(mean)} [{format_number(mean - half)}, {format_number(mean + half)}]"
 
 
 def numeric_verdict(ours: Sequence[float], paper: float, paper_sem: float | None) -> str:
@@ -118,7 +118,7 @@ def _copy_section(rows: Sequence[Mapping], alpha: float, budget: int) -> list[st
         distance = abs(np.mean(values) - PAPER_COPY[name]) if values else math.nan
         verdict = "matches" if distance <= COPY_MATCH else "close" if distance <= COPY_CLOSE else "differs"
         per_seed = ", ".join(f"{v:.4f}" for v in values)
-        lines.append(f"| {name} | {PAPER_COPY[name]} | {_mean_sem_text(values)} | {per_seed} | {verdict if values else 'no data'} |")
+        lines.append(f"| {name} | {PAPER_COPY[name]} | {mean_sem_text(values)} | {per_seed} | {verdict if values else 'no data'} |")
     lines += ["", "### Every controller: mean replay accuracy per subset", ""]
     lines += ["| construction | Nh | solved in budget | train steps | " + " | ".join(SUBSET_NAMES) + " |"]
     lines += ["|---" * (4 + len(SUBSET_NAMES)) + "|"]
@@ -127,7 +127,7 @@ def _copy_section(rows: Sequence[Mapping], alpha: float, budget: int) -> list[st
         full = [r for r in group if r["subset"] == "none"]
         solved = sum(int(r["train_steps"]) < budget for r in full)
         steps = ", ".join(str(r["train_steps"]) for r in full)
-        cells = [_fmt(_mean(group, subset=n, metric="replay_accuracy")) for n in SUBSET_NAMES]
+        cells = [format_number(_mean(group, subset=n, metric="replay_accuracy")) for n in SUBSET_NAMES]
         lines.append(f"| {construction} | {width} | {solved}/{len(full)} | {steps} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -155,16 +155,16 @@ def _copy_claims(rows: Sequence[Mapping], alpha: float) -> list[str]:
     claims = [
         (
             "dense_orthogonal: removing T_CC is nearly loss-preserving given any other removed blocks",
-            f"max over S ∌ T_CC of ∣acc(S) − acc(S ∪ T_CC)∣ = {_fmt(max(gaps))}",
+            f"max over S ∌ T_CC of ∣acc(S) − acc(S ∪ T_CC)∣ = {format_number(max(gaps))}",
             max(gaps) <= PRESERVING,
         ),
-        ("dense_orthogonal: removing T_C→R is not", f"acc(full) − acc(−T_C→R) = {_fmt(full - cr)}", full - cr >= HARMFUL),
+        ("dense_orthogonal: removing T_C→R is not", f"acc(full) − acc(−T_C→R) = {format_number(full - cr)}", full - cr >= HARMFUL),
         (
             "dense_orthogonal: T_RR is an intermediate class",
-            f"acc(−T_C→R) = {_fmt(cr)} < acc(−T_RR) = {_fmt(rr)} < acc(full) = {_fmt(full)}",
+            f"acc(−T_C→R) = {format_number(cr)} < acc(−T_RR) = {format_number(rr)} < acc(full) = {format_number(full)}",
             cr < rr < full - PRESERVING,
         ),
-        ("cayley: unaffected by the same ablations", f"max over S of ∣acc(S) − acc(full)∣ = {_fmt(max(cayley))}", max(cayley) <= PRESERVING),
+        ("cayley: unaffected by the same ablations", f"max over S of ∣acc(S) − acc(full)∣ = {format_number(max(cayley))}", max(cayley) <= PRESERVING),
     ]
     lines = [
         "### The paper's copy claims",
@@ -200,9 +200,9 @@ def _alpha_section(rows: Sequence[Mapping]) -> list[str]:
             continue
         lines += [f"**{construction}**", "", "| subset | " + " | ".join(f"α = {a}" for a in alphas) + " |"]
         lines += ["|---" * (1 + len(alphas)) + "|"]
-        lines.append("| n_R (mean) | " + " | ".join(_fmt(_mean(group, alpha=a, subset="none", metric="n_R")) for a in alphas) + " |")
+        lines.append("| n_R (mean) | " + " | ".join(format_number(_mean(group, alpha=a, subset="none", metric="n_R")) for a in alphas) + " |")
         for name in SUBSET_NAMES:
-            cells = [_fmt(_mean(group, alpha=a, subset=name, metric="replay_accuracy")) for a in alphas]
+            cells = [format_number(_mean(group, alpha=a, subset=name, metric="replay_accuracy")) for a in alphas]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -228,9 +228,9 @@ def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) ->
     for (task, subset, metric), (mean, sem) in PAPER_NEURO.items():
         ours = _values(paper_rows, task=task, subset=subset, metric=metric)
         wide = _values(ci_rows, task=task, subset=subset, metric=metric)
-        paper = _fmt(mean) if sem is None else f"{_fmt(mean)} ± {_fmt(sem)}"
+        paper = format_number(mean) if sem is None else f"{format_number(mean)} ± {format_number(sem)}"
         lines.append(
-            f"| {task} | {subset} | {metric} | {paper} | {_mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
+            f"| {task} | {subset} | {metric} | {paper} | {mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
         )
     for (task, subset, metric), claim in PAPER_NEGLIGIBLE.items():
         ours = _values(paper_rows, task=task, subset=subset, metric=metric)
@@ -238,14 +238,14 @@ def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) ->
         holds = bool(ours) and np.mean(ours) < NEGLIGIBLE_FRACTION * largest
         wide = _values(ci_rows, task=task, subset=subset, metric=metric)
         lines.append(
-            f"| {task} | {subset} | {metric} | {claim} | {_mean_sem_text(ours)} | {_ci_text(wide)} | "
+            f"| {task} | {subset} | {metric} | {claim} | {mean_sem_text(ours)} | {_ci_text(wide)} | "
             f"{'reproduced' if holds else 'not reproduced'} |"
         )
     lines += ["", f"### All subsets: ΔFVU, mean ± SEM over {n_paper} seeds", ""]
     tasks = list(dict.fromkeys(r["task"] for r in paper_rows))
     lines += ["| subset | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
     for name in SUBSET_NAMES:
-        cells = [_mean_sem_text(_values(paper_rows, task=t, subset=name, metric="delta_fvu")) for t in tasks]
+        cells = [mean_sem_text(_values(paper_rows, task=t, subset=name, metric="delta_fvu")) for t in tasks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     order = {
@@ -295,9 +295,9 @@ def _variant_section(variants: Mapping[str, tuple]) -> list[str]:
                 continue
             ours = _values([r for r in rows if r["seed"] in first], subset=subset, metric=metric)
             wide = _values(rows, subset=subset, metric=metric)
-            paper = _fmt(mean) if sem is None else f"{_fmt(mean)} ± {_fmt(sem)}"
+            paper = format_number(mean) if sem is None else f"{format_number(mean)} ± {format_number(sem)}"
             lines.append(
-                f"| {subset} | {metric} | {paper} | {_mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
+                f"| {subset} | {metric} | {paper} | {mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
             )
         lines.append("")
     return lines
