@@ -1,1 +1,1 @@
-"""Benchmarks of schurjax (issue 5): run each as ``python -m benchmarks.<name>``; see README.md."""
+"""Benchmarks of schurjax: run each as ``python -m benchmarks.<name>``; see README.md."""

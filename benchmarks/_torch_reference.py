@@ -1,4 +1,4 @@
-"""The sequential PyTorch reference trainer, as a user would write it (issue 5).
+"""The sequential PyTorch reference trainer, as a user would write it.
 
 One ``nn.RNN(tanh, bias=False)`` + ``nn.Linear(bias=False)`` per model, Adam, the masked MSE,
 trained one model after another. It runs in its own process (``run_isolated``) and imports no

@@ -1,4 +1,4 @@
-"""Measured FLOP ceilings of this machine and the trainer's achieved fraction (issue 5, item 4).
+"""Measured FLOP ceilings of this machine and the trainer's achieved fraction.
 
     python -m benchmarks.flops [--quick] [--out FILE] [--measure-trainer]
 

@@ -1,4 +1,4 @@
-"""Scaling of the training cost with seeds, width and sequence length (issue 5, item 3).
+"""Scaling of the training cost with seeds, width and sequence length.
 
     python -m benchmarks.scaling [--quick] [--out FILE]
 

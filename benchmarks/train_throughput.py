@@ -1,4 +1,4 @@
-"""Training throughput of the vmapped trainer vs a sequential PyTorch reference (issue 5, item 1).
+"""Training throughput of the vmapped trainer vs a sequential PyTorch reference.
 
     python -m benchmarks.train_throughput [--quick] [--out FILE]
 

@@ -1,4 +1,4 @@
-"""Recurrent-matrix constructions (SPEC §2): how W_hh is initialised and parametrised.
+"""Recurrent-matrix constructions: how W_hh is initialised and parametrised.
 
 The three ``dense_*`` constructions train W_hh itself and differ only at initialisation, so they
 share one parametrisation (:class:`DenseRecurrent`) and can be trained in one vmapped program.
@@ -102,7 +102,7 @@ def _realblock_eigenvalues(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 def init_recurrent(
     construction: str, width: int, key: PRNGKeyArray
 ) -> DenseRecurrent | CayleyRecurrent:
-    """W_hh(0) for one construction (SPEC §2), float32, at its true (unpadded) width."""
+    """W_hh(0) for one construction, float32, at its true (unpadded) width."""
     check_construction(construction, width)
     m = uniform_scale(width)
     if construction == "dense_default":

@@ -1,4 +1,4 @@
-"""One jitted, vmapped evaluator for a stacked batch of models on one held-out set (SPEC §7)."""
+"""One jitted, vmapped evaluator for a stacked batch of models on one held-out set."""
 
 import dataclasses
 from collections.abc import Sequence

@@ -1,8 +1,8 @@
-"""Leading-sector partition and the 8 coupling ablations (SPEC §5–6) — host only, float64.
+"""Leading-sector partition and the 8 coupling ablations — host only, float64.
 
 T = B + N with B the Schur eigenvalue blocks and N the strictly block-upper-triangular nonnormal
 couplings. The leading sector R is the prefix of blocks with |λ| ≥ α ρ(W), C the rest, and N
-splits into T_RR (inside R), T_CR (SPEC's T_C→R: rows in R, columns in C) and T_CC (inside C).
+splits into T_RR (inside R), T_CR (the paper's T_C→R: rows in R, columns in C) and T_CC (inside C).
 An ablation removes the parts in a subset S: W̃(S) = Q T̃(S) Qᵀ = W − Q ΔT(S) Qᵀ.
 """
 
@@ -140,7 +140,7 @@ def ablate(
 
 @dataclasses.dataclass(frozen=True)
 class AblationSet:
-    """All 8 ablations of one matrix at one α, with the masses SPEC §6 reports beside them.
+    """All 8 ablations of one matrix at one α, with the masses reported beside them.
 
     ``w_tilde[i]`` [n, n] and ``removed_mass[i]`` = ||ΔT||_F / ||T||_F belong to ``subsets[i]``;
     ``mass_rr`` etc. are ||T_X||_F / ||T||_F and ``nonnormal_fraction`` is ||N||_F / ||T||_F

@@ -1,4 +1,4 @@
-"""Task metrics of SPEC §7 as pure array functions over scored (masked) entries.
+"""Task metrics as pure array functions over scored (masked) entries.
 
 Every function takes predictions and targets ``[B, T, Ny]`` and a boolean mask of the same shape;
 unscored entries never contribute. FVU is split into its numerator (per model) and denominator

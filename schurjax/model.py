@@ -1,4 +1,4 @@
-"""The one-layer tanh RNN of SPEC §1, as an Equinox module.
+"""The one-layer tanh RNN, as an Equinox module.
 
     h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h),   h_0 = 0
     ŷ_t = W_hy h_t + b_y

@@ -1,4 +1,4 @@
-"""The paper's experiments (SPEC §8) as one call: copy suite, α table, neuro suite, figures, report.
+"""The paper's experiments as one call: copy suite, α table, neuro suite, figures, report.
 
 :func:`reproduce` trains every model once (through the model cache when one is given), analyses
 the copy controllers at every α of the sensitivity table without retraining (α only moves the

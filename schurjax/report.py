@@ -349,7 +349,7 @@ def reproduction_report(
 PROTOCOL_NOTES = [
     "## Where our protocol differs from (or fills in) the paper's",
     "",
-    "- Task details the paper leaves open follow SPEC §3 and were fixed before any comparison: copy with 8 "
+    "- Task details the paper leaves open were fixed before any comparison: copy with 8 "
     "symbols in {−1, +1}^8, 32 replay lags in the loss, 128 scored for accuracy; flip-flop T = 25 with a "
     "2-step grace period after each pulse; sine T = 50, f ∈ [0.04, 0.2] cycles/step, cue x + 0.25; CDI "
     "3 + 20 + 5 + 20 steps, noise 0.1, coherences ±{1/8, 1/4, 1/2, 1}. No task or metric was tuned toward "

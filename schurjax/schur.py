@@ -1,4 +1,4 @@
-"""Ordered real Schur coordinates (SPEC §5) — host only: numpy/scipy in float64, no JAX.
+"""Ordered real Schur coordinates — host only: numpy/scipy in float64, no JAX.
 
 W = Q T Q^T with Q orthogonal and T quasi-upper-triangular; T's 1×1 and standardised 2×2 diagonal
 blocks are ordered by nonincreasing eigenvalue modulus. scipy's ``schur`` only splits the
@@ -17,14 +17,14 @@ from ._typing import Float, Int
 # Moduli closer than this (relative to ρ) count as tied and are ordered by the tie rule.
 TIE_RTOL = 1e-12
 RECONSTRUCTION_RTOL = 1e-10
-# Frobenius norm, as SPEC §5 states it: Householder/Givens round-off in Q grows like n·eps, and
+# Frobenius norm, as the method states it: Householder/Givens round-off in Q grows like n·eps, and
 # measured ||QᵀQ − I||_F stays below 4e-13 up to n = 512 (random Gaussian, orthogonal, symmetric).
 ORTHOGONALITY_TOL = 1e-12
 _TINY = np.finfo(np.float64).tiny
 
 
 class SchurError(ValueError):
-    """A check of SPEC §5 failed: the computed Schur coordinates cannot be trusted."""
+    """A check of the Schur decomposition failed: the computed Schur coordinates cannot be trusted."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _standardised(
 
 
 def ordered_schur(w) -> SchurCoords:
-    """Ordered real Schur form of a real square matrix W [n, n], checked (SPEC §5).
+    """Ordered real Schur form of a real square matrix W [n, n], checked.
 
     Blocks are ordered by nonincreasing |λ|. Moduli within ``TIE_RTOL``·ρ(W) of the largest
     remaining one count as tied; among tied blocks the one with the larger real part comes first,
@@ -210,7 +210,7 @@ def ordered_schur(w) -> SchurCoords:
 
 
 def check_schur(w, coords: SchurCoords) -> None:
-    """Raise SchurError unless coords are valid Schur coordinates of W (SPEC §5).
+    """Raise SchurError unless coords are valid Schur coordinates of W.
 
     Checks ||W − Q T Qᵀ||_F ≤ 1e-10·||W||_F, ||QᵀQ − I||_F ≤ 1e-12, that the blocks tile the
     diagonal with nothing else below it, that 2×2 blocks are standardised, and that the moduli

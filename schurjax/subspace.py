@@ -1,4 +1,4 @@
-"""Why is an ablation harmless? Subspace diagnostics of the perturbation D = W − W̃(S) (SPEC §9).
+"""Why is an ablation harmless? Subspace diagnostics of the perturbation D = W − W̃(S).
 
 Traced (JAX, float32): the full model's states on its held-out trials, reduced to their mean and
 second moment in one jitted program for a stacked batch of models. Host (numpy, float64): the

@@ -1,4 +1,4 @@
-"""The four tasks of SPEC §3 as pure JAX trial generators.
+"""The four tasks as pure JAX trial generators.
 
 A task is a frozen (hashable) dataclass, so it can be a static argument of ``jit``. Calling it,
 ``task(key, batch_size) -> (inputs, targets, mask)``, returns
@@ -11,7 +11,7 @@ The mask is always per output channel, since the flip-flop scores its channels s
 loss and every metric use only the entries where it is True. Calls draw all randomness from the
 key and have static shapes, so they are jittable (``batch_size`` static) and vmappable over keys.
 
-SPEC counts steps from 1; here time indices count from 0, so SPEC's "steps 1..8" are ``t = 0..7``.
+The paper counts steps from 1; here time indices count from 0, so its "steps 1..8" are ``t = 0..7``.
 """
 
 import abc
@@ -210,7 +210,7 @@ class SineTask(Task):
     Each trial draws x ~ U[0, 1], or x = j / J with j uniform in ``{1..J}`` when ``n_freqs`` = J
     is given (Sussillo & Barak's discrete variant). The single input holds ``x + cue_offset`` at
     every step; the single output must produce sin(2π f t) at steps t = 1..``seq_len`` (counted
-    from 1 as in SPEC), f = f_min + (f_max - f_min) x in cycles per step. Every step is scored.
+    from 1 as in the paper), f = f_min + (f_max - f_min) x in cycles per step. Every step is scored.
     """
 
     seq_len: int = 50

@@ -1,4 +1,4 @@
-"""Training (SPEC §4): Adam on the masked MSE, many models in one compiled program.
+"""Training: Adam on the masked MSE, many models in one compiled program.
 
 ``make_train(task, config)`` returns a pure ``train_chunk(state, data_key)`` for ONE model, in the
 style of purejaxrl's ``make_train``; :func:`train_models` vmaps it over fixed-size groups of models

@@ -1,4 +1,4 @@
-"""Leading-sector partition and the 8 coupling ablations (SPEC §5–6)."""
+"""Leading-sector partition and the 8 coupling ablations."""
 
 import itertools
 import re

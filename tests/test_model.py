@@ -9,7 +9,7 @@ from schurjax.weights import RNNWeights, dense_model, export_weights
 
 
 def _reference_rollout(weights: RNNWeights, inputs: np.ndarray) -> np.ndarray:
-    """SPEC §1 written out step by step in float64."""
+    """The recurrence written out step by step in float64."""
     h = np.zeros(weights.width)
     outputs = []
     for x in inputs:

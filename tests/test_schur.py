@@ -1,4 +1,4 @@
-"""Ordered real Schur coordinates (SPEC §5): the checks, the ordering and tie rule, edge cases."""
+"""Ordered real Schur coordinates: the checks, the ordering and tie rule, edge cases."""
 
 import dataclasses
 
@@ -16,7 +16,7 @@ TINY = np.finfo(np.float64).tiny
 
 
 def _assert_valid(w, coords):
-    """SPEC §5 and the SchurCoords invariants, restated independently of check_schur."""
+    """The Schur-coordinate conditions and the SchurCoords invariants, restated independently of check_schur."""
     w = np.asarray(w, np.float64)
     n = len(w)
     q, t, starts, sizes = coords.q, coords.t, coords.block_starts, coords.block_sizes

@@ -1,4 +1,4 @@
-"""Tasks (SPEC §3): shapes, purity under jit/vmap, each task's trial structure, the registry.
+"""Tasks: shapes, purity under jit/vmap, each task's trial structure, the registry.
 
 Compiling dominates the run time (threefry is costly for XLA's CPU backend), so the structure tests
 share one compiled draw per task configuration, built without XLA's optimisation passes.
