@@ -137,9 +137,11 @@ def _parse_column(name: str, cells: pd.Series) -> pd.Series:
     if name in BOOLEAN_COLUMNS or (len(present) and present.str.lower().isin(["true", "false"]).all()):
         values = cells.str.lower().map({"true": True, "false": False})
         return values.astype("boolean" if empty.any() else bool)
-    if len(present) and present.str.fullmatch(r"[+-]?\d+").all():
-        return pd.to_numeric(cells.mask(empty)).astype("Int64" if empty.any() else "int64")
     try:
-        return pd.to_numeric(cells.mask(empty)).astype("float64")
+        # float() itself, unlike pd.to_numeric, reads what repr(float) writes: nan and inf too
+        values = cells.mask(empty).astype("float64")
     except ValueError:
         return cells.mask(empty)
+    if len(present) and present.str.fullmatch(r"[+-]?\d+").all():
+        return values.astype("Int64" if empty.any() else "int64")
+    return values
