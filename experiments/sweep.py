@@ -93,10 +93,10 @@ def sweep_figure(frame: pd.DataFrame, swept: Sequence[str], metric: str, stem: P
     """``metric`` of every subset against the swept value, mean ± SEM over the seeds that did not
     diverge, one line per subset; one panel per (task, construction, width) the sweep did not vary.
 
-    One numeric swept key is a numeric axis; categorical sweeps (constructions, task), several
-    swept keys, or none (the jobs themselves) are categories, in job order.
+    One numeric swept key is a numeric axis; categorical sweeps (constructions, task) and several
+    swept keys are categories, in job order; with none (jobs that differ in seeds only), all is pooled.
     """
-    swept = list(swept) or ["job"]
+    swept = list(swept)
     x, categories = _x_values(frame, swept)
     panel_columns = [c for c in PANEL_COLUMNS if c not in swept]
     panels = list(frame.groupby(panel_columns, sort=False)) if panel_columns else [((), frame)]
@@ -119,12 +119,12 @@ def sweep_figure(frame: pd.DataFrame, swept: Sequence[str], metric: str, stem: P
 
 def _x_values(frame: pd.DataFrame, swept: list[str]) -> tuple[pd.Series, list[str] | None]:
     """Each row's x: the swept value on a numeric axis, else the index of its category and the labels."""
-    values = frame[swept]
-    if len(swept) == 1 and pd.api.types.is_numeric_dtype(values.iloc[:, 0]) and not pd.api.types.is_bool_dtype(
-        values.iloc[:, 0]
-    ):
-        return values.iloc[:, 0].astype("float64"), None
-    text = values.astype(str)
+    if not swept:
+        return pd.Series(0.0, index=frame.index), ["all jobs"]
+    first = frame[swept[0]]
+    if len(swept) == 1 and pd.api.types.is_numeric_dtype(first) and not pd.api.types.is_bool_dtype(first):
+        return first.astype("float64"), None
+    text = frame[swept].astype(str)
     labels = text.iloc[:, 0] if len(swept) == 1 else text.apply(
         lambda row: ", ".join(f"{key}={value}" for key, value in row.items()), axis=1
     )

@@ -235,5 +235,9 @@ def test_categorical_sweeps_and_headline_metrics(tmp_path):
     frame = load_results(tmp_path / "tasks")
     assert headline_metric("copy", frame[frame["task"] == "copy"]) == "replay_accuracy"
     assert headline_metric("sine", frame[frame["task"] == "sine"]) == "delta_fvu"
+    # jobs that split the seeds only: nothing swept to plot against, all seeds pooled
+    fake_sweep(tmp_path / "seeds", [([f"seeds=[{s}]"], result_rows("sine", "cayley", seeds=(s,))) for s in (0, 1)])
+    summarise_sweep(tmp_path / "seeds")
+    assert (tmp_path / "seeds" / "figures" / "sweep_delta_fvu.pdf").stat().st_size > 0
     # a task this process does not know is judged by what its rows hold
     assert headline_metric("my_task", frame[frame["task"] == "copy"]) == "replay_accuracy"
