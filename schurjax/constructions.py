@@ -111,8 +111,8 @@ def init_recurrent(construction: str, width: int, key: PRNGKeyArray) -> Recurren
     recurrent = CONSTRUCTIONS[construction].init(width, key)
     if not isinstance(recurrent, Recurrent):
         raise TypeError(
-            f"construction {construction!r} returned a {type(recurrent).__name__}; its init must return "
-            "a schurjax.constructions.Recurrent (e.g. DenseRecurrent(w))"
+            f"construction {construction!r} returned {type(recurrent).__name__}, not a Recurrent module; its init "
+            "must return a schurjax.constructions.Recurrent (e.g. DenseRecurrent(w))"
         )
     return recurrent
 
