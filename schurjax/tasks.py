@@ -1,4 +1,4 @@
-"""The four tasks as pure JAX trial generators.
+"""Tasks as pure JAX trial generators: the registry and the four built-in tasks.
 
 A task is a frozen (hashable) dataclass, so it can be a static argument of ``jit``. Calling it,
 ``task(key, batch_size) -> (inputs, targets, mask)``, returns

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from schurjax.constructions import (
     CONSTRUCTIONS,
@@ -27,6 +28,7 @@ from schurjax.constructions import (
 from schurjax.evaluate import EvalConfig
 from schurjax.interventions import SUBSETS, subset_name
 from schurjax.pipeline import RunSpec, run
+from schurjax.protocols import PAPER, PROTOCOLS, training_protocol
 from schurjax.results import load_weights
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.tasks import TASKS, Task, make_task, register_task
@@ -48,11 +50,11 @@ def _registries_restored():
             registry.update(before)
 
 
-def _guide_examples(heading: str) -> list[str]:
-    """The Python code blocks of one ``## heading`` section of docs/EXTENDING.md."""
+def _guide_examples(heading: str, language: str = "python") -> list[str]:
+    """The code blocks in ``language`` of one ``## heading`` section of docs/EXTENDING.md."""
     sections = re.split(r"^## ", GUIDE.read_text(), flags=re.MULTILINE)
     (section,) = [s for s in sections if s.startswith(heading + "\n")]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +76,21 @@ def registries():
 
 
 def test_the_guide_has_the_examples_and_the_sections_it_promises():
-    assert len(_guide_examples("Adding a task")) == 1
+    assert len(_guide_examples("Adding a task")) == 1 and len(_guide_examples("Adding a task", "yaml")) == 1
     assert len(_guide_examples("Adding a construction")) == 2
     assert "\n## Adding a diagnostic column\n" in GUIDE.read_text()
+
+
+def test_the_example_task_config_holds_the_library_protocols(examples):
+    """What the command line would build from the guide's conf/task/echo.yaml: the task, and for a
+    task without an entry in schurjax.protocols, the paper's protocol under either name."""
+    (block,) = _guide_examples("Adding a task", "yaml")
+    config = OmegaConf.to_container(OmegaConf.create(block))["task"]
+    assert config["name"] == "echo" and config["eval_params"] == {}
+    assert make_task("echo", **config["params"]) == examples["EchoTask"]()
+    assert set(config["protocols"]) == set(PROTOCOLS)
+    for name, protocol in config["protocols"].items():
+        assert TrainConfig(**protocol) == training_protocol("echo", name) == PAPER
 
 
 def test_the_example_task_is_registered_and_echoes_its_inputs(examples, key):
@@ -267,7 +281,7 @@ def test_a_construction_name_is_registered_once(registries):
 
 def test_a_construction_must_build_a_recurrent_module(registries, key):
     register_construction("bare_matrix")(lambda width, key: jnp.zeros((width, width)))
-    with pytest.raises(TypeError, match="'bare_matrix' returned ArrayImpl, not a Recurrent module; its init must return"):
+    with pytest.raises(TypeError, match="'bare_matrix' returned ArrayImpl, not a Recurrent module; its init must"):
         init_recurrent("bare_matrix", 4, key)
     with pytest.raises(ValueError, match="choose from: .*bare_matrix \\(or register one with"):
         check_construction("orthogonal", 4)

@@ -350,7 +350,8 @@ def test_edge_values_are_accepted(task, key):
 
 
 @pytest.mark.parametrize(
-    "name, headline", [("copy", "replay_accuracy"), ("flipflop", "delta_fvu"), ("sine", "delta_fvu"), ("cdi", "delta_fvu")]
+    "name, headline",
+    [("copy", "replay_accuracy"), ("flipflop", "delta_fvu"), ("sine", "delta_fvu"), ("cdi", "delta_fvu")],
 )
 def test_headline_metric_and_solved_criterion(name, headline):
     task = make_task(name)
@@ -360,7 +361,7 @@ def test_headline_metric_and_solved_criterion(name, headline):
 
 def test_a_task_without_a_solved_criterion_says_how_to_add_one(key):
     task = SineTask()
-    with pytest.raises(NotImplementedError, match=r"task 'sine' has no solved criterion; define solved\(\) in SineTask"):
+    with pytest.raises(NotImplementedError, match=r"'sine' has no solved criterion; define solved\(\) in SineTask"):
         task.solved(*task(key, 2))
 
 
@@ -397,9 +398,8 @@ def test_copy_solved_agrees_with_the_evaluators_sign_agreement(key):
     # One unit holds the presented symbol (w_hh = 1), or flips it every step (w_hh = -1); the readout
     # keeps its sign or inverts it: only the first network replays both lags.
     networks = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0)]
-    models = stack_models(
-        [dense_model(RNNWeights(np.ones((1, 1)), np.full((1, 1), w_hh), np.full((1, 1), w_hy))) for w_hh, w_hy in networks]
-    )
+    one_unit = lambda w_hh, w_hy: RNNWeights(np.ones((1, 1)), np.full((1, 1), w_hh), np.full((1, 1), w_hy))  # noqa: E731
+    models = stack_models([dense_model(one_unit(*network)) for network in networks])
     task = CopyTask(n_symbols=1, dim=1, lags=2)
     data = task(key, 32)
     evaluator = evaluate_models(models, data).sign_agreement == 1.0
