@@ -1,4 +1,4 @@
-"""The four tasks as pure JAX trial generators.
+"""Tasks as pure JAX trial generators: the registry and the four built-in tasks.
 
 A task is a frozen (hashable) dataclass, so it can be a static argument of ``jit``. Calling it,
 ``task(key, batch_size) -> (inputs, targets, mask)``, returns
@@ -11,11 +11,17 @@ The mask is always per output channel, since the flip-flop scores its channels s
 loss and every metric use only the entries where it is True. Calls draw all randomness from the
 key and have static shapes, so they are jittable (``batch_size`` static) and vmappable over keys.
 
+A task also carries what the analysis needs to know about it: the metric that figures and
+summaries show (:attr:`Task.headline_metric`), an optional solved criterion that can stop training
+(:meth:`Task.solved`), and the constant inputs whose fixed points are sought (:meth:`Task.rest_inputs`).
+A new task is a :class:`Task` subclass registered with :func:`register_task` (docs/EXTENDING.md).
+
 The paper counts steps from 1; here time indices count from 0, so its "steps 1..8" are ``t = 0..7``.
 """
 
 import abc
 import dataclasses
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
@@ -26,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Array, Bool, Float, PRNGKeyArray
+from .metrics import sign_agreement
 
 Batch = tuple[Float[Array, "B T Nx"], Float[Array, "B T Ny"], Bool[Array, "B T Ny"]]
 
@@ -38,6 +45,10 @@ class Task(abc.ABC):
     """
 
     name: ClassVar[str]
+    # The result column that figures and sweep summaries show for this task.
+    headline_metric: ClassVar[str] = "delta_fvu"
+    # Whether :meth:`solved` is defined, so that training can stop once it holds (train.until_solved).
+    has_solved_criterion: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
@@ -57,6 +68,23 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def __call__(self, key: PRNGKeyArray, batch_size: int) -> Batch:
         """A batch of ``batch_size`` fresh trials drawn from ``key``."""
+
+    def solved(
+        self, outputs: Float[Array, "B T Ny"], targets: Float[Array, "B T Ny"], mask: Bool[Array, "B T Ny"]
+    ) -> Bool[Array, ""]:
+        """Whether one network's ``outputs`` on a batch solve the task (traced; the stopping criterion)."""
+        raise NotImplementedError(
+            f"task {self.name!r} has no solved criterion; define solved() in {type(self).__name__} and set "
+            "has_solved_criterion = True, or train without train.until_solved"
+        )
+
+    def rest_inputs(self, levels: int) -> tuple[list[str], Float[np.ndarray, "L Nx"]]:
+        """The constant inputs x* whose fixed points are sought, with a label for each.
+
+        By default the zero input, where a memory must persist on its own. ``levels`` is how many
+        values a task with a graded cue (sine) spreads over its range; others ignore it.
+        """
+        return ["zero"], np.zeros((1, self.n_in))
 
 
 def _invalid(field: str, value, requirement: str) -> ValueError:
@@ -85,6 +113,53 @@ def _scored_steps(scored: Bool[np.ndarray, " T"], batch_size: int, n_out: int) -
     return jnp.broadcast_to(jnp.asarray(scored)[None, :, None], (batch_size, scored.size, n_out))
 
 
+# Registered task name -> Task subclass, in registration order (the built-ins first).
+TASKS: dict[str, type[Task]] = {}
+
+
+def _task_class_problem(cls: type) -> str | None:
+    """What keeps ``cls`` from being a registrable task class, phrased as the fix; None if nothing."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        return f"register_task takes a subclass of schurjax.tasks.Task; got {cls!r}"
+    label = cls.__qualname__
+    if "__dataclass_params__" not in vars(cls) or not cls.__dataclass_params__.frozen:
+        return (
+            f"task class {label} must be a frozen dataclass (hashable, so that jit takes it as a static "
+            "argument): put @dataclasses.dataclass(frozen=True) under @register_task"
+        )
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or "name" in {f.name for f in dataclasses.fields(cls)}:
+        return f'task class {label} needs a registry name: add  name: ClassVar[str] = "<name>"  to its body'
+    if inspect.isabstract(cls):
+        return f"task class {label} must define {', '.join(sorted(cls.__abstractmethods__))}"
+    if cls.has_solved_criterion != (cls.solved is not Task.solved):
+        return (
+            f"task class {label}: has_solved_criterion = True goes with its own solved() method, and only "
+            "with it; define both or neither"
+        )
+    return None
+
+
+def register_task(cls: type) -> type[Task]:
+    """Register a Task subclass under its ``name``, so that :func:`make_task` and ``task=<name>`` runs
+    find it; usable as a class decorator (above ``@dataclasses.dataclass(frozen=True)``).
+
+    Registering the same class again is a no-op; another class under a taken name is refused.
+    """
+    problem = _task_class_problem(cls)
+    if problem is not None:
+        raise TypeError(problem)
+    taken = TASKS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(
+            f"task name {cls.name!r} is already registered by {taken.__module__}.{taken.__qualname__}; "
+            f"give {cls.__qualname__} another name"
+        )
+    TASKS[cls.name] = cls
+    return cls
+
+
+@register_task
 @dataclasses.dataclass(frozen=True)
 class CopyTask(Task):
     """Fixed-length copy with autonomous periodic replay.
@@ -98,6 +173,8 @@ class CopyTask(Task):
     dim: int = 8
     lags: int = 32
     name: ClassVar[str] = "copy"
+    headline_metric: ClassVar[str] = "replay_accuracy"
+    has_solved_criterion: ClassVar[bool] = True
 
     def __post_init__(self):
         for field in ("n_symbols", "dim", "lags"):
@@ -123,7 +200,14 @@ class CopyTask(Task):
         scored = np.arange(self.seq_len) >= self.n_symbols
         return inputs, targets, _scored_steps(scored, batch_size, self.n_out)
 
+    def solved(
+        self, outputs: Float[Array, "B T Ny"], targets: Float[Array, "B T Ny"], mask: Bool[Array, "B T Ny"]
+    ) -> Bool[Array, ""]:
+        """Perfect replay: every scored entry has the target's sign."""
+        return sign_agreement(outputs, targets, mask) == 1.0
 
+
+@register_task
 @dataclasses.dataclass(frozen=True)
 class FlipFlopTask(Task):
     """The n-bit flip-flop (Sussillo & Barak 2013).
@@ -203,6 +287,7 @@ class FlipFlopTask(Task):
         return inputs, targets, mask
 
 
+@register_task
 @dataclasses.dataclass(frozen=True)
 class SineTask(Task):
     """Frequency-cued sine generation.
@@ -250,7 +335,14 @@ class SineTask(Task):
         inputs = jnp.broadcast_to((x + self.cue_offset)[:, None, None], targets.shape)
         return inputs, targets, jnp.ones(targets.shape, bool)
 
+    def rest_inputs(self, levels: int) -> tuple[list[str], Float[np.ndarray, "L Nx"]]:
+        """The static cue at ``levels`` evenly spaced x in [0, 1] (input x + cue_offset), where Sussillo
+        & Barak find one input-dependent fixed point the oscillation turns around."""
+        cues = np.linspace(0.0, 1.0, levels) if levels > 1 else np.array([0.5])
+        return [f"cue={x:.3g}" for x in cues], (cues + self.cue_offset)[:, None]
 
+
+@register_task
 @dataclasses.dataclass(frozen=True)
 class CdiTask(Task):
     """Context-dependent integration (Mante et al. 2013).
@@ -319,8 +411,10 @@ class CdiTask(Task):
         in_delay = (t >= before + self.stimulus) & (t < self.seq_len - self.decision)
         return inputs, targets, _scored_steps(~in_delay, batch_size, self.n_out)
 
-
-TASKS: dict[str, type[Task]] = {"copy": CopyTask, "flipflop": FlipFlopTask, "sine": SineTask, "cdi": CdiTask}
+    def rest_inputs(self, levels: int) -> tuple[list[str], Float[np.ndarray, "L Nx"]]:
+        """Zero (fixation, delay and decision: the integrator must hold its value) and each context cue
+        with silent sensory channels, the linearisation points of Mante et al. 2013."""
+        return ["zero", "context0", "context1"], np.array([[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float64)
 
 
 def make_task(name: str, /, **params) -> Task:

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from schurjax.constructions import CONSTRUCTIONS, check_construction, init_recurrent, pad_recurrent, truncate_recurrent
+from schurjax.constructions import CONSTRUCTIONS, check_construction, init_recurrent
 
 
 def _matrix(recurrent) -> np.ndarray:
@@ -88,9 +88,9 @@ def test_bad_width(width):
 @pytest.mark.parametrize("construction", CONSTRUCTIONS)
 def test_padding_keeps_the_matrix_and_zeros_the_rest(construction, key):
     recurrent = init_recurrent(construction, 6, key)
-    padded = pad_recurrent(recurrent, 10)
+    padded = recurrent.pad(10)
     w, p = _matrix(recurrent), _matrix(padded)
     np.testing.assert_allclose(p[:6, :6], w, atol=1e-6)
     assert not p[6:].any() and not p[:, 6:].any()
-    back = truncate_recurrent(padded, 6)
+    back = padded.truncate(6)
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), recurrent, back)))

@@ -344,3 +344,82 @@ def test_bad_values_name_the_parameter(name, params, field, value):
 def test_edge_values_are_accepted(task, key):
     inputs, targets, mask = jax.eval_shape(lambda k: task(k, 2), key)
     assert inputs.shape == (2, task.seq_len, task.n_in) and mask.shape == targets.shape
+
+
+# --- what the analysis asks of a task -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, headline",
+    [("copy", "replay_accuracy"), ("flipflop", "delta_fvu"), ("sine", "delta_fvu"), ("cdi", "delta_fvu")],
+)
+def test_headline_metric_and_solved_criterion(name, headline):
+    task = make_task(name)
+    assert task.headline_metric == headline
+    assert task.has_solved_criterion == (name == "copy")
+
+
+def test_a_task_without_a_solved_criterion_says_how_to_add_one(key):
+    task = SineTask()
+    with pytest.raises(NotImplementedError, match=r"'sine' has no solved criterion; define solved\(\) in SineTask"):
+        task.solved(*task(key, 2))
+
+
+_TARGETS = np.array([[[1.0, -1.0], [-1.0, 1.0]]], np.float32)
+_SCORED = np.array([[[True, True], [True, False]]])
+
+
+@pytest.mark.parametrize(
+    "outputs, mask, expected",
+    [
+        (0.3 * _TARGETS, _SCORED, True),
+        (0.3 * _TARGETS * np.array([[[1, 1], [-1, 1]]], np.float32), _SCORED, False),  # one scored sign wrong
+        (0.3 * _TARGETS * np.array([[[1, 1], [1, -1]]], np.float32), _SCORED, True),  # only the unscored one
+        (0.3 * _TARGETS * np.array([[[1, 0], [1, 1]]], np.float32), _SCORED, False),  # sgn 0 matches no ±1
+        (0.3 * _TARGETS, np.zeros_like(_SCORED), False),  # nothing scored: agreement 0, not solved
+    ],
+)
+def test_copy_is_solved_exactly_when_every_scored_sign_agrees(outputs, mask, expected):
+    from schurjax.metrics import sign_agreement
+
+    outputs, targets, mask = jnp.asarray(outputs), jnp.asarray(_TARGETS), jnp.asarray(mask)
+    solved = CopyTask().solved(outputs, targets, mask)
+    assert solved.shape == () and solved.dtype == jnp.bool_
+    assert bool(solved) is expected
+    assert bool(solved) == bool(sign_agreement(outputs, targets, mask) == 1.0)
+
+
+def test_copy_solved_agrees_with_the_evaluators_sign_agreement(key):
+    """Per network, solved() on its outputs is the evaluator's "sign agreement == 1" check."""
+    from schurjax.evaluate import evaluate_models
+    from schurjax.model import stack_models
+    from schurjax.weights import RNNWeights, dense_model
+
+    # One unit holds the presented symbol (w_hh = 1), or flips it every step (w_hh = -1); the readout
+    # keeps its sign or inverts it: only the first network replays both lags.
+    networks = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0)]
+    one_unit = lambda w_hh, w_hy: RNNWeights(np.ones((1, 1)), np.full((1, 1), w_hh), np.full((1, 1), w_hy))  # noqa: E731
+    models = stack_models([dense_model(one_unit(*network)) for network in networks])
+    task = CopyTask(n_symbols=1, dim=1, lags=2)
+    data = task(key, 32)
+    evaluator = evaluate_models(models, data).sign_agreement == 1.0
+    solved = jax.vmap(lambda model: task.solved(model(data[0]), *data[1:]))(models)
+    np.testing.assert_array_equal(np.asarray(solved), evaluator)
+    np.testing.assert_array_equal(evaluator, [True, False, False])
+
+
+def test_rest_inputs_name_the_constant_inputs_of_each_task():
+    for task in (CopyTask(), FlipFlopTask()):
+        labels, inputs = task.rest_inputs(3)
+        assert labels == ["zero"]
+        np.testing.assert_array_equal(inputs, np.zeros((1, task.n_in)))
+    labels, inputs = SineTask().rest_inputs(3)
+    assert labels == ["cue=0", "cue=0.5", "cue=1"]
+    np.testing.assert_array_equal(inputs, [[0.25], [0.75], [1.25]])  # x + cue_offset, exact in binary
+    labels, inputs = SineTask(cue_offset=0.5).rest_inputs(1)
+    assert labels == ["cue=0.5"]
+    np.testing.assert_array_equal(inputs, [[1.0]])
+    assert SineTask().rest_inputs(5)[0] == ["cue=0", "cue=0.25", "cue=0.5", "cue=0.75", "cue=1"]
+    labels, inputs = CdiTask().rest_inputs(3)
+    assert labels == ["zero", "context0", "context1"]
+    np.testing.assert_array_equal(inputs, [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
