@@ -62,7 +62,10 @@ class CachedModel:
     train_seconds: float | None = None
 
 
-_HEADER_FIELDS = ("train_loss", "train_steps", "diverged", "solved", "loss_history", "grad_norm_history", "train_seconds")
+_HEADER_FIELDS = (
+    "train_loss", "train_steps", "diverged", "solved", "loss_history", "grad_norm_history", "train_seconds"
+)
+_HISTORIES = ("loss_history", "grad_norm_history")
 
 
 class ModelCache:
@@ -103,7 +106,7 @@ class ModelCache:
                 self._reported.add(header_path)
             return None
         fields = {name: header[name] for name in _HEADER_FIELDS if name in header}
-        fields = fields | {name: tuple(fields[name]) for name in ("loss_history", "grad_norm_history") if name in fields}
+        fields = fields | {name: tuple(fields[name]) for name in _HISTORIES if name in fields}
         return CachedModel(weights, **fields)
 
     def put(self, key: dict, model: CachedModel) -> None:
