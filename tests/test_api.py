@@ -7,7 +7,7 @@ import sys
 
 import schurjax
 
-# Run in a fresh interpreter: the test session itself has imported Hydra and experiments/.
+# Run in a fresh interpreter: this test process has imported Hydra and experiments/ already.
 SCRIPT = """
 import json, sys
 import schurjax

@@ -25,7 +25,7 @@ from schurjax.train import TrainConfig, load_checkpoint, make_train, save_checkp
 from schurjax.weights import RNNWeights, export_weights
 
 TINY = TrainConfig(steps=8, batch_size=8, chunk_steps=4)
-SPEC = RunSpec(
+TINY_RUN = RunSpec(
     task="flipflop", seeds=(0,), widths=(4,), train=TINY, eval=EvalConfig(trials=16, random_controls=0),
     diagnostics=DiagnosticsConfig(fixed_points=False),
 )
@@ -94,19 +94,19 @@ def _entry(cache: ModelCache):
 
 def test_a_truncated_cached_model_is_reported_retrained_and_gives_the_same_results(tmp_path, caplog):
     cache_dir = tmp_path / "cache"
-    run(SPEC, tmp_path / "first", progress=False, cache_dir=cache_dir)
+    run(TINY_RUN, tmp_path / "first", progress=False, cache_dir=cache_dir)
     header, weights = _entry(ModelCache(cache_dir))
     weights.write_bytes(weights.read_bytes()[:100])
 
     caplog.set_level(logging.INFO, logger="schurjax")
-    run(SPEC, tmp_path / "second", progress=False, cache_dir=cache_dir)
+    run(TINY_RUN, tmp_path / "second", progress=False, cache_dir=cache_dir)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(header.name in w and "damaged" in w and "retrained" in w for w in warnings), warnings
     assert not any("reusing" in r.getMessage() for r in caplog.records)  # trained again, not loaded
     assert (tmp_path / "first" / "results.csv").read_bytes() == (tmp_path / "second" / "results.csv").read_bytes()
     # the retrained model replaced the entry: a third run reuses it, without a warning
     caplog.clear()
-    run(SPEC, tmp_path / "third", progress=False, cache_dir=cache_dir)
+    run(TINY_RUN, tmp_path / "third", progress=False, cache_dir=cache_dir)
     assert any("reusing 1 trained model(s)" in r.getMessage() for r in caplog.records)
     assert not any(r.name == "schurjax.cache" for r in caplog.records)
 
@@ -172,7 +172,7 @@ def test_entries_written_before_checksums_are_read_and_damaged_ones_retrained(tm
 
 def test_pipeline_cache_entries_are_found_under_their_previous_key(tmp_path):
     """The checksum lives beside the key, not in it: entries written before it stay valid."""
-    header_name = ModelCache(tmp_path)._paths(model_training_key(SPEC, "dense_orthogonal", 4, 0))[1].name
+    header_name = ModelCache(tmp_path)._paths(model_training_key(TINY_RUN, "dense_orthogonal", 4, 0))[1].name
     assert header_name.startswith("flipflop_dense_orthogonal_w4_s0_") and header_name.endswith(".json")
 
 
