@@ -21,7 +21,6 @@ from schurjax.results import SUMMARY_COLUMNS, is_diverged, summarise, t_half_wid
 
 log = logging.getLogger(__name__)
 
-NEURO_TASKS = ("flipflop", "sine", "cdi")
 # Figure 1 shows these Nh = 72 copy controllers.
 FIGURE1_CONSTRUCTIONS = ("dense_orthogonal", "cayley")
 FIGURE1_WIDTH = 72
