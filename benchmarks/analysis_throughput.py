@@ -107,7 +107,7 @@ def main(argv=None) -> None:
     use_devices(args)
     counts = args.models or (QUICK_MODEL_COUNTS if args.quick else MODEL_COUNTS)
     task = make_task("flipflop")
-    config = EvalConfig(trials=args.trials)
+    config = EvalConfig(trials=args.trials, random_controls=0)
     data = held_out_set(task, config)
     rows = [measure(count, task, data, config, ALPHA) for count in counts]
     print_table(

@@ -6,7 +6,7 @@ Runs ``python -m experiments.run task=flipflop seeds=S train.steps=N`` as a user
 process with an empty model cache (startup, compilation, training, Schur, the 8-subset
 evaluation, writing results and figures), and times its wall clock. Twice:
 
-- ``core``: the pipeline the issue names, with the later additions switched off
+- ``core``: the pipeline the performance target was set for, with the later additions switched off
   (``eval.random_controls=0 diagnostics.fixed_points=false``);
 - ``default``: the command exactly as documented, with 20 random controls per ablation and the
   fixed-point search.

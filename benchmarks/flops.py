@@ -15,7 +15,7 @@ Ceilings, all float32 under ``jax.jit``, each the fastest of repeated calls afte
 
 Chains and scans run on one device (one core) and, when there are several, split across all
 devices as the trainer's models are (M padded to a multiple of the device count; the padded
-models' work is counted). M = 3 and 32 are the seed counts the issue's targets name. The trainer's achieved GFLOP/s count
+models' work is counted). M = 3 and 32 are the seed counts the performance targets name. The trainer's achieved GFLOP/s count
 its recurrent matmuls, 3 × 2·B·T·Nh² per model step (forward, dL/dh and dL/dW_hh); they come
 from ``results/train_throughput.json`` (flip-flop, width 64) when it exists, else are measured
 here the same way, and are divided by each ceiling.

@@ -9,20 +9,21 @@ from typing import TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.protocol_study import Candidate
+from experiments.reproduction.suites import PaperSpec
 from schurjax.devices import use_cpu_cores
 from schurjax.evaluate import EvalConfig
-from schurjax.paper import PaperSpec
 from schurjax.pipeline import RunSpec
 from schurjax.protocols import training_protocol
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.train import TrainConfig
 
-
 log = logging.getLogger("schurjax")
 Built = TypeVar("Built")
 
 
-def build_or_exit(cfg: DictConfig, build: Callable[[DictConfig], Built], failure: str = "invalid configuration") -> Built:
+def build_or_exit(
+    cfg: DictConfig, build: Callable[[DictConfig], Built], failure: str = "invalid configuration"
+) -> Built:
     """Expose the CPU cores, then build the config's library objects; a configuration error is
     one log line naming the value and the fix, and exit status 2, before any compute."""
     try:
@@ -181,7 +182,11 @@ def protocol_candidates(cfg: DictConfig) -> list[Candidate]:
             raise ValueError(f"protocols.{name}={settings!r}: {error}") from None
 
     candidates = [
-        Candidate(name, RunSpec(task=task, seeds=seeds, train=train(task, name, settings), eval=evaluation, diagnostics=no_fixed_points))
+        Candidate(
+            name,
+            RunSpec(task=task, seeds=seeds, train=train(task, name, settings), eval=evaluation,
+                    diagnostics=no_fixed_points),
+        )
         for task in _as_tuple(plain["tasks"])
         for name, settings in plain["protocols"].items()
     ]

@@ -8,8 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.config import build_or_exit, paper_specs
-from experiments.reproduction_comparison import publish, write_comparison
-from schurjax import paper
+from experiments.reproduction.comparison import publish, write_comparison
+from experiments.reproduction.suites import reproduce
 
 log = logging.getLogger("schurjax")
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     results = {}
     for protocol, spec in specs.items():
         log.info("reproduction under the %s training protocol", protocol)
-        results[protocol] = paper.reproduce(spec, out_dir / protocol, progress=cfg.progress, cache_dir=cfg.cache_dir)
+        results[protocol] = reproduce(spec, out_dir / protocol, progress=cfg.progress, cache_dir=cfg.cache_dir)
     overrides = " ".join(HydraConfig.get().overrides.task)
     write_comparison(specs, results, out_dir, f"python -m experiments.paper {overrides}".strip())
     if cfg.publish:

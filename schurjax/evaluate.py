@@ -31,7 +31,7 @@ class EvalConfig:
     # weights carry relative round-off near 1e-7, so smaller "removals" are noise.
     min_removed_mass: float = 1e-6
     # K matched-norm random perturbations per ablation and control family (0: no controls).
-    random_controls: int = 0
+    random_controls: int = 20
 
     def __post_init__(self):
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 2:

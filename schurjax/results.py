@@ -6,14 +6,15 @@ half-written file behind.
 """
 
 import csv
+import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
+from .atomic import atomic_write
 from .controls import CONTROLS
 from .weights import RNNWeights
 
@@ -95,6 +96,14 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(sem)
 
 
+def t_half_width(sem: float, n: int, level: float = 0.95) -> float:
+    """Half-width of the Student-t confidence interval (``level``) of a mean of ``n`` values with
+    standard error ``sem``: the interval is mean ± this. Undefined (NaN) for fewer than 2 values."""
+    if n < 2:
+        return math.nan
+    return float(scipy.stats.t.ppf(0.5 + level / 2, n - 1) * sem)
+
+
 def summarise(rows: Iterable[Mapping]) -> list[dict]:
     """Long-format aggregate over seeds: one row per group × metric.
 
@@ -124,23 +133,13 @@ def is_diverged(row: Mapping) -> bool:
     return row["diverged"] is True or str(row["diverged"]).lower() in ("true", "1")
 
 
-def _atomic_path(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    return Path(temporary)
-
-
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str]) -> None:
     """Write rows (missing values as empty cells) atomically."""
-    path = Path(path)
-    temporary = _atomic_path(path)
-    with open(temporary, "w", newline="") as handle:
+    with atomic_write(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise")
         writer.writeheader()
         for row in rows:
             writer.writerow({c: _format(row.get(c)) for c in columns})
-    os.replace(temporary, path)
 
 
 def _format(value) -> str:
@@ -160,17 +159,21 @@ def model_filename(task: str, construction: str, width: int, seed: int) -> str:
     return f"{task}_{construction}_w{width}_s{seed}.npz"
 
 
+def weights_npz(weights: RNNWeights) -> bytes:
+    """The .npz file of W_xh [Nh,Nx], W_hh [Nh,Nh], W_hy [Ny,Nh] (+ biases) in PyTorch orientation."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{NPZ_KEYS[field]: value for field, value in weights.arrays().items()})
+    return buffer.getvalue()
+
+
 def save_weights(path: str | os.PathLike, weights: RNNWeights) -> None:
-    """Save W_xh [Nh,Nx], W_hh [Nh,Nh], W_hy [Ny,Nh] (+ biases) in PyTorch orientation."""
-    path = Path(path)
-    temporary = _atomic_path(path)
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **{NPZ_KEYS[field]: value for field, value in weights.arrays().items()})
-    os.replace(temporary, path)
+    """Save :func:`weights_npz` of ``weights`` to ``path``."""
+    with atomic_write(path) as handle:
+        handle.write(weights_npz(weights))
 
 
-def load_weights(path: str | os.PathLike) -> RNNWeights:
-    """Read a file written by :func:`save_weights`."""
+def load_weights(path: str | os.PathLike | io.BytesIO) -> RNNWeights:
+    """Read a file (or the bytes) written by :func:`save_weights`."""
     with np.load(path) as archive:
         return RNNWeights(
             **{field: archive[key] for field, key in NPZ_KEYS.items() if key in archive.files}

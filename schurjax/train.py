@@ -11,8 +11,10 @@ sees depends only on its own key and step, never on which other models share its
 """
 
 import dataclasses
+import io
+import logging
 import math
-import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -25,11 +27,13 @@ import optax
 from tqdm.auto import tqdm
 
 from ._typing import Array, Bool, Float, Int, PRNGKeyArray
+from .atomic import atomic_write, sha256
 from .devices import join_groups, on_cpu, split_groups
 from .metrics import masked_mse
 from .model import TanhRNN, stack_models, unstack_models
 from .tasks import Task
 
+log = logging.getLogger(__name__)
 
 DECAYS = ("constant", "cosine")
 
@@ -225,16 +229,35 @@ def _group_size(models_per_group: int | Literal["auto"]) -> int:
     return models_per_group
 
 
+# A checkpoint file starts with this, the SHA-256 (hex) of the serialised state and a newline.
+CHECKPOINT_HEADER = b"schurjax checkpoint sha256 "
+
+
 def save_checkpoint(path: Path, chunks_done: int, state: TrainState) -> None:
-    """Write ``(chunks_done, state)`` as one file, under a temporary name, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    eqx.tree_serialise_leaves(temporary, (jnp.asarray(chunks_done, jnp.int32), state))
-    os.replace(temporary, path)
+    """Write ``(chunks_done, state)`` as one file, atomically, behind the checksum of its content."""
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, (jnp.asarray(chunks_done, jnp.int32), state))
+    payload = buffer.getvalue()
+    with atomic_write(path) as handle:
+        handle.write(CHECKPOINT_HEADER + sha256(payload).encode() + b"\n" + payload)
 
 
 def load_checkpoint(path: Path, template: TrainState) -> tuple[int, TrainState]:
-    chunks_done, state = eqx.tree_deserialise_leaves(path, (jnp.zeros((), jnp.int32), template))
+    """``(chunks_done, state)`` as :func:`save_checkpoint` wrote them; a damaged file is named in a
+    warning and training starts over: ``(0, template)``. Files written before checksums existed
+    (no header) are accepted if they load."""
+    try:
+        data = path.read_bytes()
+        header, _, payload = data.partition(b"\n")
+        if not header.startswith(CHECKPOINT_HEADER):
+            payload = data
+        elif header.removeprefix(CHECKPOINT_HEADER).decode() != sha256(payload):
+            raise ValueError("its content does not match its SHA-256")
+        chunks_done, state = eqx.tree_deserialise_leaves(io.BytesIO(payload), (jnp.zeros((), jnp.int32), template))
+    # equinox reports a leaf it cannot read as a RuntimeError naming the leaf
+    except (OSError, EOFError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile) as error:
+        log.warning("training checkpoint %s is damaged (%s); its models are trained from the start", path, error)
+        return 0, template
     return int(chunks_done), state
 
 

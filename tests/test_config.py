@@ -1,5 +1,7 @@
-"""Every Hydra config composes and builds its library objects (no training)."""
+"""Every Hydra config composes and builds its library objects (no training), and the configs
+state the library's own defaults: a notebook and the command line run alike."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -7,8 +9,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from experiments.config import eval_config, paper_specs, protocol_candidates, run_spec
+from experiments.config import diagnostics_config, eval_config, paper_specs, protocol_candidates, run_spec
+from schurjax.evaluate import EvalConfig
+from schurjax.pipeline import RunSpec
 from schurjax.protocols import PROTOCOLS, training_protocol
+from schurjax.subspace import DiagnosticsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,3 +89,70 @@ def test_the_analyze_config_composes_with_the_shared_eval_settings():
     assert eval_config(OmegaConf.to_container(cfg, resolve=True)) == eval_config(
         OmegaConf.to_container(_compose("config", ["task=sine"]), resolve=True)
     )
+
+
+# config section -> (its dataclass, how the command line builds it from the plain config)
+SECTIONS = {"eval": (EvalConfig, eval_config), "diagnostics": (DiagnosticsConfig, diagnostics_config)}
+# Settings a config deliberately holds apart from the library's defaults, and why.
+CONFIG_CHOICES = {
+    # matched-norm random controls belong to experiments.run (docs/RANDOM_CONTROLS.md)
+    ("paper", "eval", "random_controls"): 0,
+    ("protocols", "eval", "random_controls"): 0,
+}
+# What conf/task/<task>.yaml sets apart from the library's RunSpec defaults for that task.
+TASK_CHOICES = {
+    "copy": dict(
+        widths=(56, 64, 72),
+        constructions=("dense_default", "dense_orthogonal", "dense_normal", "cayley"),
+        eval_task_params={"lags": 128},  # the paper scores replay over 128 lags
+        # 36 controllers: random controls and fixed points are opt-in
+        eval=EvalConfig(random_controls=0),
+        diagnostics=DiagnosticsConfig(fixed_points=False),
+    ),
+}
+
+
+def _plain(name: str, overrides=()) -> dict:
+    return OmegaConf.to_container(_compose(name, overrides), resolve=True)
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_the_run_config_states_every_library_default(section):
+    """Every field of the section's dataclass has its line in conf/config.yaml, at the default."""
+    config, build = SECTIONS[section]
+    plain = _plain("config")
+    assert sorted(plain[section]) == sorted(field.name for field in dataclasses.fields(config)), (
+        f"conf/config.yaml's {section} section and {config.__name__}'s fields differ"
+    )
+    built = dataclasses.asdict(build(plain))
+    for name, default in dataclasses.asdict(config()).items():
+        assert built[name] == default, f"{section}.{name}: conf/config.yaml {built[name]!r}, library {default!r}"
+
+
+@pytest.mark.parametrize("name", ["paper", "protocols", "analyze"])
+def test_configs_that_restate_a_default_state_the_library_default(name):
+    """An eval or diagnostics setting another config restates is the library's default, or a
+    choice listed (with its reason) in CONFIG_CHOICES."""
+    plain = _plain(name, ["weights=model.npz"] if name == "analyze" else [])
+    checked = 0
+    for section, (config, build) in SECTIONS.items():
+        stated = set(plain.get(section) or {})
+        built = dataclasses.asdict(build(plain)) if stated else {}
+        for field, default in dataclasses.asdict(config()).items():
+            if field in stated:
+                expected = CONFIG_CHOICES.get((name, section, field), default)
+                assert built[field] == expected, f"conf/{name}.yaml: {section}.{field}={built[field]!r} != {expected!r}"
+                checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_notebook_run_spec_is_the_command_line_default(task):
+    """``RunSpec(task=...)`` is ``python -m experiments.run task=...``: same seeds, widths,
+    constructions, alpha, protocol, evaluation and diagnostics, and the same tasks."""
+    built = run_spec(_compose("config", [f"task={task}"]))
+    library = dataclasses.replace(RunSpec(task=task), **TASK_CHOICES.get(task, {}))
+    # the YAML spells the task's parameters out; the library's tasks have them as defaults
+    assert built.train_task() == library.train_task() and built.eval_task() == library.eval_task()
+    params = dict(task_params={}, eval_task_params={})
+    assert dataclasses.replace(built, **params) == dataclasses.replace(library, **params)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from experiments.reproduction.report import PAPER_COPY, numeric_verdict, reproduction_report
+from experiments.reproduction.suites import CI_SUMMARY_COLUMNS, confidence_summary
 from schurjax.interventions import SUBSETS, subset_name
-from schurjax.paper import CI_SUMMARY_COLUMNS, confidence_summary
-from schurjax.report import PAPER_COPY, numeric_verdict, reproduction_report
 from schurjax.results import SUMMARY_COLUMNS, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +29,10 @@ def _copy_rows(accuracy: dict[str, float], cayley_drop: float) -> list[dict]:
     for seed in range(3):
         for name in NAMES:
             # seeds scatter by ±0.001 around the given means
-            rows.append(_row("copy", "dense_orthogonal", seed, name, replay_accuracy=accuracy[name] + 0.001 * (seed - 1)))
-            rows.append(_row("copy", "cayley", seed, name, replay_accuracy=1.0 - (cayley_drop if name != "none" else 0)))
+            scattered = accuracy[name] + 0.001 * (seed - 1)
+            rows.append(_row("copy", "dense_orthogonal", seed, name, replay_accuracy=scattered))
+            dropped = 1.0 - (cayley_drop if name != "none" else 0)
+            rows.append(_row("copy", "cayley", seed, name, replay_accuracy=dropped))
     return rows
 
 
@@ -53,7 +55,8 @@ def _report(copy_rows, neuro_rows):
 
 def _claim_verdicts(report: str) -> list[str]:
     section = report.split("### The paper's copy claims")[1].split("## Table 1")[0]
-    return [line.rsplit("|", 2)[-2].strip() for line in section.splitlines() if line.startswith("| dense") or line.startswith("| cayley")]
+    rows = [line for line in section.splitlines() if line.startswith(("| dense", "| cayley"))]
+    return [line.rsplit("|", 2)[-2].strip() for line in rows]
 
 
 def test_the_paper_pattern_reproduces_every_copy_claim_and_a_flat_one_does_not():

@@ -9,11 +9,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import scipy.stats
 
-from .interventions import SUBSETS, subset_name
-from .provenance import provenance
-from .results import is_diverged, mean_sem
+from schurjax.interventions import SUBSETS, subset_name
+from schurjax.pipeline import UNTRAINED_FVU
+from schurjax.provenance import provenance
+from schurjax.results import is_diverged, mean_sem, t_half_width
 
 SUBSET_NAMES = [subset_name(s) for s in SUBSETS]
 SINGLE_BLOCKS = ("T_RR", "T_CR", "T_CC")
@@ -85,8 +85,13 @@ def _ci_text(values: Sequence[float]) -> str:
     if len(values) < 2:
         return "—"
     mean, sem = mean_sem(values)
-    half = scipy.stats.t.ppf(0.975, len(values) - 1) * sem
+    half = t_half_width(sem, len(values))
     return f"{format_number(mean)} [{format_number(mean - half)}, {format_number(mean + half)}]"
+
+
+def _ours_cells(ours: Sequence[float], wide: Sequence[float], paper: float, paper_sem: float | None) -> str:
+    """Our mean ± SEM, our confidence interval and the verdict against the paper: three table cells."""
+    return f"{mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, paper, paper_sem)}"
 
 
 def numeric_verdict(ours: Sequence[float], paper: float, paper_sem: float | None) -> str:
@@ -118,7 +123,8 @@ def _copy_section(rows: Sequence[Mapping], alpha: float, budget: int) -> list[st
         distance = abs(np.mean(values) - PAPER_COPY[name]) if values else math.nan
         verdict = "matches" if distance <= COPY_MATCH else "close" if distance <= COPY_CLOSE else "differs"
         per_seed = ", ".join(f"{v:.4f}" for v in values)
-        lines.append(f"| {name} | {PAPER_COPY[name]} | {mean_sem_text(values)} | {per_seed} | {verdict if values else 'no data'} |")
+        verdict = verdict if values else "no data"
+        lines.append(f"| {name} | {PAPER_COPY[name]} | {mean_sem_text(values)} | {per_seed} | {verdict} |")
     lines += ["", "### Every controller: mean replay accuracy per subset", ""]
     lines += ["| construction | Nh | solved in budget | train steps | " + " | ".join(SUBSET_NAMES) + " |"]
     lines += ["|---" * (4 + len(SUBSET_NAMES)) + "|"]
@@ -158,13 +164,21 @@ def _copy_claims(rows: Sequence[Mapping], alpha: float) -> list[str]:
             f"max over S ∌ T_CC of ∣acc(S) − acc(S ∪ T_CC)∣ = {format_number(max(gaps))}",
             max(gaps) <= PRESERVING,
         ),
-        ("dense_orthogonal: removing T_C→R is not", f"acc(full) − acc(−T_C→R) = {format_number(full - cr)}", full - cr >= HARMFUL),
+        (
+            "dense_orthogonal: removing T_C→R is not",
+            f"acc(full) − acc(−T_C→R) = {format_number(full - cr)}",
+            full - cr >= HARMFUL,
+        ),
         (
             "dense_orthogonal: T_RR is an intermediate class",
             f"acc(−T_C→R) = {format_number(cr)} < acc(−T_RR) = {format_number(rr)} < acc(full) = {format_number(full)}",
             cr < rr < full - PRESERVING,
         ),
-        ("cayley: unaffected by the same ablations", f"max over S of ∣acc(S) − acc(full)∣ = {format_number(max(cayley))}", max(cayley) <= PRESERVING),
+        (
+            "cayley: unaffected by the same ablations",
+            f"max over S of ∣acc(S) − acc(full)∣ = {format_number(max(cayley))}",
+            max(cayley) <= PRESERVING,
+        ),
     ]
     lines = [
         "### The paper's copy claims",
@@ -184,12 +198,13 @@ def _copy_claims(rows: Sequence[Mapping], alpha: float) -> list[str]:
 def _alpha_section(rows: Sequence[Mapping]) -> list[str]:
     alphas = sorted({r["alpha"] for r in rows})
     lines = ["## Table 1: α sensitivity (copy, Nh = 72, mean replay accuracy; models trained once)", ""]
-    partitions = {(r["construction"], r["width"], r["seed"], r["alpha"]): r["n_R"] for r in rows if r["subset"] == "none"}
-    unchanged = [
-        key for key in {k[:3] for k in partitions} if len({partitions[(*key, a)] for a in alphas if (*key, a) in partitions}) == 1
-    ]
+    partitions = {
+        (r["construction"], r["width"], r["seed"], r["alpha"]): r["n_R"] for r in rows if r["subset"] == "none"
+    }
+    models = {k[:3] for k in partitions}
+    unchanged = [key for key in models if len({partitions[(*key, a)] for a in alphas if (*key, a) in partitions}) == 1]
     lines += [
-        f"The R/C partition is the same at every α for {len(unchanged)} of {len({k[:3] for k in partitions})} controllers "
+        f"The R/C partition is the same at every α for {len(unchanged)} of {len(models)} controllers "
         "(all widths); for those, no eigenvalue modulus lies between the smallest and the largest α × ρ(W), so "
         "every ablation, and with it every accuracy, is the same at every α.",
         "",
@@ -200,7 +215,8 @@ def _alpha_section(rows: Sequence[Mapping]) -> list[str]:
             continue
         lines += [f"**{construction}**", "", "| subset | " + " | ".join(f"α = {a}" for a in alphas) + " |"]
         lines += ["|---" * (1 + len(alphas)) + "|"]
-        lines.append("| n_R (mean) | " + " | ".join(format_number(_mean(group, alpha=a, subset="none", metric="n_R")) for a in alphas) + " |")
+        n_r = [format_number(_mean(group, alpha=a, subset="none", metric="n_R")) for a in alphas]
+        lines.append("| n_R (mean) | " + " | ".join(n_r) + " |")
         for name in SUBSET_NAMES:
             cells = [format_number(_mean(group, alpha=a, subset=name, metric="replay_accuracy")) for a in alphas]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -229,9 +245,7 @@ def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) ->
         ours = _values(paper_rows, task=task, subset=subset, metric=metric)
         wide = _values(ci_rows, task=task, subset=subset, metric=metric)
         paper = format_number(mean) if sem is None else f"{format_number(mean)} ± {format_number(sem)}"
-        lines.append(
-            f"| {task} | {subset} | {metric} | {paper} | {mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
-        )
+        lines.append(f"| {task} | {subset} | {metric} | {paper} | {_ours_cells(ours, wide, mean, sem)} |")
     for (task, subset, metric), claim in PAPER_NEGLIGIBLE.items():
         ours = _values(paper_rows, task=task, subset=subset, metric=metric)
         largest = max(_mean(paper_rows, task=task, subset=b, metric=metric) for b in SINGLE_BLOCKS)
@@ -257,21 +271,21 @@ def _neuro_section(paper_rows: Sequence[Mapping], ci_rows: Sequence[Mapping]) ->
         "### The paper's neuro claim: ablation profiles depend on the task",
         "",
         f"Single blocks ranked by mean ΔFVU — {ranking}. Verdict: "
-        f"{'reproduced (the rankings differ between tasks)' if distinct else 'not reproduced (every task ranks the blocks alike)'}.",
+        + ("reproduced (the rankings differ between tasks)." if distinct else
+           "not reproduced (every task ranks the blocks alike)."),
         "",
     ]
     return lines
 
 
-# A full model above this held-out FVU has not learned its task (as pipeline.UNTRAINED_FVU).
-LEARNED_FVU = 0.1
-
-
 def _learned_line(task: str, rows: Sequence[Mapping]) -> str:
     fvus = [float(r["fvu"]) for r in rows if r["task"] == task and r["subset"] == "none" and not is_diverged(r)]
-    learned = sum(f <= LEARNED_FVU for f in fvus)
+    learned = sum(f <= UNTRAINED_FVU for f in fvus)
     listed = ", ".join(f"{f:.3g}" for f in fvus)
-    return f"- {task}: {learned}/{len(fvus)} seeds learned the task (held-out FVU ≤ {LEARNED_FVU}); full-model FVU per seed: {listed}."
+    return (
+        f"- {task}: {learned}/{len(fvus)} seeds learned the task (held-out FVU ≤ {UNTRAINED_FVU}); "
+        f"full-model FVU per seed: {listed}."
+    )
 
 
 def _variant_section(variants: Mapping[str, tuple]) -> list[str]:
@@ -288,7 +302,8 @@ def _variant_section(variants: Mapping[str, tuple]) -> list[str]:
         task = rows[0]["task"]
         first = sorted({r["seed"] for r in rows})[:paper_seeds]
         lines += [f"### {name}", "", _learned_line(task, rows), ""]
-        lines += [f"| subset | metric | paper | ours ({len(first)} seeds) | ours ({len({r['seed'] for r in rows})} seeds, 95% CI) | verdict |"]
+        n_seeds = len({r["seed"] for r in rows})
+        lines += [f"| subset | metric | paper | ours ({len(first)} seeds) | ours ({n_seeds} seeds, 95% CI) | verdict |"]
         lines += ["|---|---|---|---|---|---|"]
         for (paper_task, subset, metric), (mean, sem) in PAPER_NEURO.items():
             if paper_task != task:
@@ -296,9 +311,7 @@ def _variant_section(variants: Mapping[str, tuple]) -> list[str]:
             ours = _values([r for r in rows if r["seed"] in first], subset=subset, metric=metric)
             wide = _values(rows, subset=subset, metric=metric)
             paper = format_number(mean) if sem is None else f"{format_number(mean)} ± {format_number(sem)}"
-            lines.append(
-                f"| {subset} | {metric} | {paper} | {mean_sem_text(ours)} | {_ci_text(wide)} | {numeric_verdict(ours, mean, sem)} |"
-            )
+            lines.append(f"| {subset} | {metric} | {paper} | {_ours_cells(ours, wide, mean, sem)} |")
         lines.append("")
     return lines
 
@@ -319,6 +332,9 @@ def reproduction_report(
 ) -> str:
     """The markdown report of one reproduction under the training protocol named ``protocol``
     (``protocols``: task -> its settings)."""
+    times = [
+        f"{name} {value:.0f} s" + (f" ({reused[name]})" if name in reused else "") for name, value in seconds.items()
+    ]
     lines = [
         f"# Reproduction of the paper's experiments: {protocol} training protocol",
         "",
@@ -328,7 +344,7 @@ def reproduction_report(
         f"Training ({protocol} protocol): " + "; ".join(f"{task}: {text}" for task, text in protocols.items()) + ".",
         "",
         "Wall time per suite on this machine (models reused from the model cache / all): "
-        + ", ".join(f"{name} {value:.0f} s ({reused[name]})" if name in reused else f"{name} {value:.0f} s" for name, value in seconds.items())
+        + ", ".join(times)
         + f". Diverged models: {diverged} (excluded from every mean).",
         "",
         "Figures: [Figure 1](figures/figure1.png) (seed 0), [Figure 1, all seeds](figures/figure1_mean_sem.png), "

@@ -8,23 +8,19 @@ paper's tables, Figures 1–2 and ``REPRODUCTION.md``, which sets our numbers be
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import scipy.stats
-
-from . import plots
-from .cache import ModelCache
-from .evaluate import held_out_set
-from .pipeline import RunSpec, analyse, model_training_key, train_all, write_results, write_run
-from .report import reproduction_report
-from .results import SUMMARY_COLUMNS, is_diverged, summarise, write_csv
+from experiments.reproduction.report import reproduction_report
+from schurjax import plots
+from schurjax.cache import ModelCache
+from schurjax.evaluate import held_out_set
+from schurjax.pipeline import RunSpec, analyse, model_training_key, train_all, write_results, write_run
+from schurjax.results import SUMMARY_COLUMNS, is_diverged, summarise, t_half_width, write_csv
 
 log = logging.getLogger(__name__)
 
-NEURO_TASKS = ("flipflop", "sine", "cdi")
 # Figure 1 shows these Nh = 72 copy controllers.
 FIGURE1_CONSTRUCTIONS = ("dense_orthogonal", "cayley")
 FIGURE1_WIDTH = 72
@@ -58,7 +54,8 @@ class PaperSpec:
             raise ValueError(f"seeds={self.paper_seeds} must be >= 1 and ci_seeds={self.ci_seeds} >= 0")
         for spec in self.neuro:
             if len(spec.seeds) < max(self.paper_seeds, self.ci_seeds):
-                raise ValueError(f"neuro task {spec.task} trains {len(spec.seeds)} seeds; it needs {max(self.paper_seeds, self.ci_seeds)}")
+                needed = max(self.paper_seeds, self.ci_seeds)
+                raise ValueError(f"neuro task {spec.task} trains {len(spec.seeds)} seeds; it needs {needed}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +72,7 @@ def confidence_summary(rows: Sequence[Mapping], level: float = CI_LEVEL) -> list
     """:func:`summarise` plus a Student-t confidence interval of each mean (NaN for n < 2)."""
     summary = summarise(rows)
     for row in summary:
-        half = scipy.stats.t.ppf(0.5 + level / 2, row["n"] - 1) * row["sem"] if row["n"] > 1 else math.nan
+        half = t_half_width(row["sem"], row["n"], level)
         row |= dict(ci95_low=row["mean"] - half, ci95_high=row["mean"] + half)
     return summary
 
