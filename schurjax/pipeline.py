@@ -62,8 +62,9 @@ from .training import (
 
 __all__ = [
     # the stages and the table they fill
-    "CONTROL_COLUMNS", "RESULT_COLUMNS", "analyse", "check_run_directory", "decompose", "diagnose", "random_controls",
-    "read_results", "result_rows", "run", "train", "write_fixed_points", "write_results", "write_run",
+    "CONTROL_COLUMNS", "RESULT_COLUMNS", "analyse", "check_run_directory", "decompose", "diagnose",
+    "identity_columns", "random_controls", "read_results", "result_rows", "run", "train", "write_fixed_points",
+    "write_results", "write_run",
     # what other modules import from here, defined in the stage modules
     "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "replay_solved",
     "report_unlearned", "train_all", "unlearned",
@@ -143,9 +144,18 @@ def random_controls(
     data,
     config: EvalConfig,
     scores: Scores,
+    *,
+    has_targets: bool,
 ) -> list[dict]:
-    """The :data:`CONTROL_COLUMNS` of every row (empty where the ablation removed nothing)."""
+    """The :data:`CONTROL_COLUMNS` of every row; empty where the ablation removed nothing, and
+    everywhere without controls (``eval.random_controls=0``) or targets to score them on."""
+    if not _with_controls(config, has_targets):
+        return [{} for _ in scores.delta_fvu]
     return _control_rows(trained, coords, ablations, data, config, scores.full_fvu, scores.delta_fvu)
+
+
+def _with_controls(config: EvalConfig, has_targets: bool) -> bool:
+    return config.random_controls > 0 and has_targets
 
 
 def diagnose(
@@ -164,6 +174,15 @@ def diagnose(
         min_removed_mass=config.min_removed_mass,
         models_per_call=config.models_per_call,
     )
+
+
+def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
+    """The key of every row (:data:`IDENTITY_COLUMNS`): model by model, the 8 subsets in SUBSETS order."""
+    return [
+        dict(task=task, construction=m.construction, width=m.width, seed=m.seed, alpha=alpha, subset=subset_name(s))
+        for m in trained
+        for s in SUBSETS
+    ]
 
 
 def result_rows(stages: Sequence[tuple[Columns, Sequence[Mapping]]]) -> list[dict]:
@@ -203,13 +222,8 @@ def analyse(
         coords, ablations = decompose(trained, alpha)
     with stopwatch("evaluation") as evaluating:
         scores = score_ablations([m.weights for m in trained], ablations, data, config)
-    with_controls = config.random_controls > 0 and has_targets
     with stopwatch("random controls") as controlling:
-        controls = (
-            random_controls(trained, coords, ablations, data, config, scores)
-            if with_controls
-            else [{} for _ in scores.delta_fvu]
-        )
+        controls = random_controls(trained, coords, ablations, data, config, scores, has_targets=has_targets)
     with stopwatch("subspace diagnostics") as diagnosing:
         subspace = diagnose(trained, ablations, data, config, diagnostics)
     log.info(
@@ -217,14 +231,13 @@ def analyse(
         len(trained),
         decomposing.seconds,
         len(scores.delta_fvu),
-        f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation" if with_controls else "",
+        f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation"
+        if _with_controls(config, has_targets)
+        else "",
         evaluating.seconds + controlling.seconds + diagnosing.seconds,
     )
     return result_rows([
-        (IDENTITY_COLUMNS, [
-            dict(task=task, construction=m.construction, width=m.width, seed=m.seed, alpha=alpha, subset=subset_name(s))
-            for m in trained for s in SUBSETS
-        ]),
+        (IDENTITY_COLUMNS, identity_columns(trained, task=task, alpha=alpha)),
         (ABLATION_COLUMNS, [row for ablation in ablations for row in ablation_columns(ablation)]),
         (EVALUATION_COLUMNS, evaluation_columns(
             scores, ablations, task=task, has_targets=has_targets, min_removed_mass=config.min_removed_mass
