@@ -2,5 +2,6 @@
 
 Traced (JAX) modules: tasks, constructions, model, metrics, train, evaluate.
 Host (numpy/scipy) modules: schur, interventions, controls, results, cache, imports, plots.
-``pipeline`` joins them; ``experiments/`` holds the Hydra entry points.
+``pipeline`` runs them as named stages (spec, training, scoring, learning; columns, timing);
+``experiments/`` holds the Hydra entry points.
 """
