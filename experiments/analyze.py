@@ -27,7 +27,9 @@ def _prepare(cfg: DictConfig):
     widths = {w.width for _, w in networks}
     shapes = {(w.w_xh.shape[1], w.w_hy.shape[0]) for _, w in networks}
     if len(shapes) > 1:
-        raise ValueError(f"networks analysed together need the same numbers of inputs and outputs; got {sorted(shapes)}")
+        raise ValueError(
+            f"networks analysed together need the same numbers of inputs and outputs; got {sorted(shapes)}"
+        )
     (n_in, n_out), = shapes
     if plain["inputs"] is None:
         task_cfg = plain["task"]
@@ -39,7 +41,9 @@ def _prepare(cfg: DictConfig):
         inputs, targets, mask = load_inputs(Path(plain["inputs"]), n_in)
         has_targets = targets is not None
         if targets is not None and targets.shape[2] != n_out:
-            raise ValueError(f"{plain['inputs']}: targets have {targets.shape[2]} channels, the networks {n_out} outputs")
+            raise ValueError(
+                f"{plain['inputs']}: targets have {targets.shape[2]} channels, the networks {n_out} outputs"
+            )
         shape = (*inputs.shape[:2], n_out)
         targets = np.zeros(shape, np.float32) if targets is None else targets
         mask = np.ones(shape, bool) if mask is None else np.broadcast_to(mask.reshape(*mask.shape[:2], -1), shape)

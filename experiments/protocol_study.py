@@ -16,8 +16,16 @@ import numpy as np
 
 from schurjax.cache import ModelCache
 from schurjax.evaluate import held_out_set
-from schurjax.pipeline import RunSpec, TrainedModel, analyse, learning_failure, model_training_key, train_all
-from schurjax.results import RESULT_COLUMNS, is_diverged, write_csv
+from schurjax.pipeline import (
+    RESULT_COLUMNS,
+    RunSpec,
+    TrainedModel,
+    analyse,
+    learning_failure,
+    model_training_key,
+    train_all,
+)
+from schurjax.results import is_diverged, write_csv
 
 log = logging.getLogger(__name__)
 

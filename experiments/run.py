@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from experiments.config import build_or_exit, run_spec
 from schurjax import pipeline
+from schurjax.timing import process_age
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -20,7 +21,8 @@ def main(cfg: DictConfig) -> None:
         return spec
 
     spec = build_or_exit(cfg, checked_spec)
-    pipeline.run(spec, out_dir, progress=cfg.progress, cache_dir=cfg.cache_dir)
+    # start-up: everything this process did before the run (interpreter, imports, config)
+    pipeline.run(spec, out_dir, progress=cfg.progress, cache_dir=cfg.cache_dir, startup_seconds=process_age())
 
 
 if __name__ == "__main__":

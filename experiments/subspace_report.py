@@ -12,8 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
+from schurjax.pipeline import read_results
 from schurjax.plots import diagnostic_figure
-from schurjax.results import read_csv, write_csv
+from schurjax.results import write_csv
 from schurjax.subspace import predictive_power
 
 log = logging.getLogger("schurjax")
@@ -40,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing or not runs:
         log.error("runs=%s: no results.csv in %s", [str(r) for r in runs], missing or "(no runs given)")
         return 2
-    rows = [row for run in runs for row in read_csv(run / "results.csv")]
+    try:
+        rows = [row for run in runs for row in read_results(run / "results.csv")]
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
     if "pc_overlap" not in rows[0]:
         log.error("the results.csv files predate the subspace diagnostics (no pc_overlap column); rerun them")
         return 2
@@ -48,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(out / "predictive_power.csv", table, ("scope", "predictor", "spearman_rho", "p_value", "n"))
     diagnostic_figure(rows, out / "diagnostics")
     for row in table:
-        print(f"{row['scope']:>8}  {row['predictor']:<16}  rho={row['spearman_rho']:+.3f}  p={row['p_value']:.2g}  n={row['n']}")
+        rho, p = row["spearman_rho"], row["p_value"]
+        print(f"{row['scope']:>8}  {row['predictor']:<16}  rho={rho:+.3f}  p={p:.2g}  n={row['n']}")
     return 0
 
 

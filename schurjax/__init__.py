@@ -26,8 +26,9 @@ Host code (numpy/scipy, float64; no tracing):
 - ``imports``: networks trained elsewhere (npz, PyTorch state dicts)
 - ``protocols``, ``provenance``: named training protocols; where a published number came from
 
-``pipeline`` joins the stages (train, export, Schur, ablate, evaluate, write) as plain function
-calls. The command line (Hydra) and the paper's reproduction live in ``experiments/``, outside the
+``pipeline`` joins the stages as plain function calls: ``spec`` (what a run is), ``training``
+(train or reuse), ``scoring`` (Schur, ablations, evaluation), ``learning`` (which models learned),
+with ``columns`` (result columns declared by the stage computing them) and ``timing``. The command line (Hydra) and the paper's reproduction live in ``experiments/``, outside the
 library: importing schurjax imports neither.
 """
 

@@ -124,7 +124,10 @@ def load_torch(path: str | Path, keys: TorchKeys = TorchKeys()) -> RNNWeights:
             f"{source}: missing {', '.join(missing)}; present keys: {', '.join(state)}. "
             "Set torch.rnn_prefix / torch.readout_prefix to your module names"
         )
-    array = lambda key: None if key not in state else _float_array(state[key].detach().numpy(), source, key)  # noqa: E731
+
+    def array(key: str) -> np.ndarray | None:
+        return None if key not in state else _float_array(state[key].detach().numpy(), source, key)
+
     b_ih, b_hh = array(f"{rnn}bias_ih_l0"), array(f"{rnn}bias_hh_l0")
     b_h = None if b_ih is None and b_hh is None else (0 if b_ih is None else b_ih) + (0 if b_hh is None else b_hh)
     arrays = {
@@ -175,7 +178,9 @@ def load_inputs(path: str | Path, n_in: int):
     if inputs.ndim != 3 or inputs.shape[2] != n_in:
         raise ValueError(f"{source}: inputs must be [B, T, {n_in}] for this network; got {inputs.shape}")
     if targets is not None and (targets.ndim != 3 or targets.shape[:2] != inputs.shape[:2]):
-        raise ValueError(f"{source}: targets must be [B, T, Ny] matching inputs {inputs.shape[:2]}; got {targets.shape}")
+        raise ValueError(
+            f"{source}: targets must be [B, T, Ny] matching inputs {inputs.shape[:2]}; got {targets.shape}"
+        )
     if mask is not None and mask.shape not in (inputs.shape[:2], (*inputs.shape[:2], mask.shape[-1])):
         raise ValueError(f"{source}: mask must be [B, T] or [B, T, Ny]; got {mask.shape}")
     if not np.isfinite(inputs).all() or (targets is not None and not np.isfinite(targets).all()):

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from ._typing import Float
+from .columns import declare
 from .schur import SchurCoords
 
 BLOCKS = ("T_RR", "T_CR", "T_CC")
@@ -138,6 +139,13 @@ def ablate(
     return w - coords.q @ delta_t @ coords.q.T, delta_t
 
 
+# The result columns of the Schur stage: the partition, the coupling masses, and the mass each subset removes.
+ABLATION_COLUMNS = declare(
+    n_R=int, n_blocks=int, rho=float, mass_RR=float, mass_CR=float, mass_CC=float, nonnormal_fraction=float,
+    removed_mass=float,
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class AblationSet:
     """All 8 ablations of one matrix at one α, with the masses reported beside them.
@@ -182,3 +190,17 @@ def ablate_all(w, coords: SchurCoords, alpha: numbers.Real) -> AblationSet:
         mass_cc=relative(parts["T_CC"]),
         nonnormal_fraction=relative(_removed(parts, BLOCKS)),
     )
+
+
+def ablation_columns(ablation: AblationSet) -> list[dict]:
+    """The :data:`ABLATION_COLUMNS` of each of the 8 result rows of one matrix (SUBSETS order)."""
+    shared = dict(
+        n_R=ablation.partition.n_r,
+        n_blocks=ablation.partition.n_blocks,
+        rho=ablation.partition.rho,
+        mass_RR=ablation.mass_rr,
+        mass_CR=ablation.mass_cr,
+        mass_CC=ablation.mass_cc,
+        nonnormal_fraction=ablation.nonnormal_fraction,
+    )
+    return [shared | dict(removed_mass=float(mass)) for mass in ablation.removed_mass]

@@ -1,219 +1,107 @@
-"""The whole experiment as plain function calls: train → export → Schur → ablate → evaluate → write.
+"""The whole experiment as a sequence of named stages:
+
+    train → decompose (Schur + ablations) → evaluate → controls → diagnostics → rows → write
 
 Usable from a notebook: build a :class:`RunSpec` and call :func:`run`. The Hydra entry point in
-``experiments/run.py`` only turns a config into a :class:`RunSpec`.
+``experiments/run.py`` only turns a config into a :class:`RunSpec`. Each stage computes its own
+result columns and declares them (name and type) beside that code; :data:`RESULT_COLUMNS` is
+their declarations in table order, and :func:`read_results` reads a results.csv back typed.
 """
 
 import dataclasses
-import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 
 from . import plots
-from .cache import CachedModel, ModelCache, training_key
-from .constructions import DenseRecurrent, check_construction
+from .cache import ModelCache
+from .columns import Columns, declare, join_columns
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
-from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
+from .evaluate import EvalConfig, evaluate_weights, held_out_set
 from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
-from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
-from .model import init_model
+from .interventions import (
+    ABLATION_COLUMNS,
+    SUBSETS,
+    AblationSet,
+    ablate_all,
+    ablation_columns,
+    coupling_parts,
+    subset_name,
+)
+from .learning import UNTRAINED_FVU, learning_failure, report_unlearned, unlearned
+from .protocols import describe_protocol
 from .results import (
-    RESULT_COLUMNS,
+    IDENTITY_COLUMNS,
     SUMMARY_COLUMNS,
-    is_diverged,
     model_filename,
+    read_table,
     save_weights,
-    sensitivity,
     summarise,
     write_csv,
 )
-from .schur import ordered_schur
-from .protocols import describe_protocol, training_protocol
-from .subspace import DiagnosticsConfig, subspace_rows
-from .tasks import Task, make_task
-from .train import TrainConfig, train_models
-from .weights import RNNWeights, export_weights
+from .schur import SchurCoords, ordered_schur
+from .scoring import EVALUATION_COLUMNS, Scores, evaluation_columns, score_ablations
+from .spec import RunSpec
+from .subspace import DIAGNOSTIC_COLUMNS, DiagnosticsConfig, subspace_rows
+from .timing import Stopwatch
+from .training import (
+    TRAINING_COLUMNS,
+    TrainedModel,
+    model_training_key,
+    replay_solved,
+    train_all,
+    training_columns,
+    warn_diverged,
+)
+
+__all__ = [
+    # the stages and the table they fill
+    "CONTROL_COLUMNS", "RESULT_COLUMNS", "analyse", "check_run_directory", "decompose", "diagnose",
+    "identity_columns", "random_controls", "read_results", "result_rows", "run", "train", "write_fixed_points",
+    "write_results", "write_run",
+    # what other modules import from here, defined in the stage modules
+    "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "replay_solved",
+    "report_unlearned", "train_all", "unlearned",
+]
 
 log = logging.getLogger(__name__)
 
+# The random-control stage's columns: per control family, its ΔFVU summary (controls.control_summary).
+CONTROL_COLUMNS = declare(
+    **{f"ctrl_{family}_{stat}": float for family in CONTROLS for stat in ("median", "p05", "p95", "rank")}
+)
 
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines a run. Validated on construction, before any compute."""
-
-    task: str
-    seeds: tuple[int, ...] = (0, 1, 2)
-    widths: tuple[int, ...] = (64,)
-    constructions: tuple[str, ...] = ("dense_orthogonal",)
-    alpha: float = 0.9
-    task_params: Mapping = dataclasses.field(default_factory=dict)
-    # Overrides of task_params for the held-out set (the copy task scores 128 replay lags).
-    eval_task_params: Mapping = dataclasses.field(default_factory=dict)
-    # The named training protocol (schurjax.protocols) that ``train`` starts from; ``train=None``
-    # takes it as it is, so that a notebook trains as the command line does.
-    protocol: str = "default"
-    train: TrainConfig | None = None
-    eval: EvalConfig = EvalConfig()
-    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
-
-    def __post_init__(self):
-        protocol = training_protocol(self.task, self.protocol)  # also refuses an unknown name
-        if self.train is None:
-            object.__setattr__(self, "train", protocol)
-        if not self.seeds:
-            raise ValueError("seeds is empty; give at least one seed (e.g. seeds=3)")
-        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds must be non-negative integers; got {list(self.seeds)}")
-        if not self.widths:
-            raise ValueError("widths is empty; give at least one width (e.g. widths=[64])")
-        if not self.constructions:
-            raise ValueError("constructions is empty; give at least one (e.g. constructions=[dense_orthogonal])")
-        for construction, width in itertools.product(self.constructions, self.widths):
-            check_construction(construction, width)
-        check_alpha(self.alpha)
-        self.train_task(), self.eval_task()
-        if self.train.until_solved and self.task != "copy":
-            raise ValueError(
-                f"train.until_solved=true needs a solved criterion, which only the copy task has; "
-                f"drop it for task={self.task}"
-            )
-
-    def train_task(self) -> Task:
-        return make_task(self.task, **self.task_params)
-
-    def eval_task(self) -> Task:
-        return make_task(self.task, **{**self.task_params, **self.eval_task_params})
-
-    def model_keys(self) -> list[tuple[str, int, int]]:
-        """(construction, width, seed) of every model, in table order."""
-        return list(itertools.product(self.constructions, self.widths, self.seeds))
+# One row per model × subset: the stages' columns in this order (the output contract of results.csv).
+RESULT_COLUMNS = join_columns(
+    IDENTITY_COLUMNS, ABLATION_COLUMNS, EVALUATION_COLUMNS, DIAGNOSTIC_COLUMNS, TRAINING_COLUMNS, CONTROL_COLUMNS
+)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-    construction: str
-    width: int
-    seed: int
-    weights: RNNWeights
-    # None for networks trained elsewhere.
-    train_loss: float | None
-    train_steps: int | None
-    diverged: bool
-    # Where the weights came from, for networks trained elsewhere (empty when trained here).
-    source: str = ""
-    # Whether the task's solved criterion held when training ended (None: trained without one).
-    solved: bool | None = None
-    # Per chunk of training: the last loss and the largest global gradient norm of its steps.
-    loss_history: tuple[float, ...] = ()
-    grad_norm_history: tuple[float, ...] = ()
-    train_seconds: float | None = None
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """A results.csv, each cell as its column's type (int, float, bool, str; an empty cell: None)."""
+    return read_table(path, RESULT_COLUMNS)
 
 
-# A full model above this held-out FVU is reported as not having learned its task.
-UNTRAINED_FVU = 0.1
-# Trials of the check set that decides when a copy controller is solved.
-SOLVED_CHECK_TRIALS = 256
+def train(spec: RunSpec, *, progress: bool, cache_dir: str | Path | None) -> list[TrainedModel]:
+    """The training stage, as run.log reports it: the protocol, the time, the models that diverged."""
+    started = time.perf_counter()
+    log.info("training protocol: %s", describe_protocol(spec.task, spec.protocol, spec.train))
+    trained = train_all(spec, progress=progress, cache=ModelCache(cache_dir))
+    log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)
+    warn_diverged(trained)
+    return trained
 
 
-def replay_solved(spec: RunSpec):
-    """Stopping criterion for the copy task: perfect replay over the evaluation lags.
-
-    Checked on its own trials (a key folded from the evaluation seed), so the held-out set that
-    the reported accuracy comes from never decides when training stops.
-    """
-    check_set = spec.eval_task()(jax.random.fold_in(jax.random.key(spec.eval.seed), 1), SOLVED_CHECK_TRIALS)
-
-    def solved(models) -> np.ndarray:
-        # The evaluator is one program partitioned across the devices; a parametrisation whose
-        # matrix needs a linear solve (Cayley) deadlocked there on 2 CPU devices (both
-        # partitions' LAPACK calls waiting on one small thread pool), so the matrices are formed
-        # once, on one device, and the evaluator sees plain dense networks.
-        dense = eqx.tree_at(lambda m: m.recurrent, models, DenseRecurrent(jax.vmap(lambda r: r.matrix())(models.recurrent)))
-        return evaluate_models(dense, check_set, spec.eval.models_per_call).sign_agreement == 1.0
-
-    return solved
-
-
-def model_training_key(spec: RunSpec, construction: str, width: int, seed: int) -> dict:
-    """Everything that determines how one model of ``spec`` trains."""
-    return training_key(
-        task=spec.task,
-        task_params=spec.train_task(),
-        train=spec.train,
-        construction=construction,
-        width=width,
-        seed=seed,
-        # copy controllers stop on a check set drawn from the evaluation task and seed
-        solved_check=(spec.eval_task(), spec.eval.seed) if spec.train.until_solved else None,
-    )
-
-
-def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = ModelCache(None)) -> list[TrainedModel]:
-    """Train every (construction, width, seed) model of the run in one program per parametrisation.
-
-    A seed's key is split once into an init key and a data key; models that share a seed share
-    their data stream and input/readout initialisation, so constructions and widths are compared
-    on paired data. Models found in ``cache`` are reused; the others train together and are
-    added to it.
-    """
-    task = spec.train_task()
-    keys = spec.model_keys()
-    training_keys = [model_training_key(spec, *k) for k in keys]
-    cached = [cache.get(k) for k in training_keys]
-    missing = [i for i, hit in enumerate(cached) if hit is None]
-    if len(missing) < len(keys):
-        log.info("reusing %d trained model(s) from %s", len(keys) - len(missing), cache.directory)
-    if missing:
-        checkpoints: list[Path] = []
-
-        def checkpoint_path(group: list[int]) -> Path | None:
-            path = cache.checkpoint_path([training_keys[missing[i]] for i in group])
-            checkpoints.extend([] if path is None else [path])
-            return path
-
-        started = time.perf_counter()
-        seed_keys = {seed: jax.random.split(jax.random.key(seed)) for seed in spec.seeds}
-        models = [init_model(c, w, task.n_in, task.n_out, seed_keys[s][0]) for c, w, s in (keys[i] for i in missing)]
-        result = train_models(
-            task,
-            spec.train,
-            models,
-            [seed_keys[keys[i][2]][1] for i in missing],
-            progress=progress,
-            stop_when=replay_solved(spec) if spec.train.until_solved else None,
-            checkpoint_path=checkpoint_path,
-        )
-        seconds = (time.perf_counter() - started) / len(missing)
-        for position, i in enumerate(missing):
-            cached[i] = CachedModel(
-                export_weights(result.models[position]),
-                float(result.final_loss[position]),
-                int(result.steps[position]),
-                bool(result.diverged[position]),
-                solved=bool(result.stopped[position]) if spec.train.until_solved else None,
-                loss_history=tuple(result.loss_history[position].tolist()),
-                grad_norm_history=tuple(result.grad_norm_history[position].tolist()),
-                train_seconds=seconds,
-            )
-            cache.put(training_keys[i], cached[i])
-        # Every model is in the cache now; the training states are no longer needed.
-        for path in checkpoints:
-            path.unlink(missing_ok=True)
-    return [
-        TrainedModel(
-            c, w, s, hit.weights, hit.train_loss, hit.train_steps, hit.diverged,
-            solved=hit.solved, loss_history=hit.loss_history, grad_norm_history=hit.grad_norm_history,
-            train_seconds=hit.train_seconds,
-        )
-        for (c, w, s), hit in zip(keys, cached)
-    ]
+def decompose(trained: Sequence[TrainedModel], alpha: float) -> tuple[list[SchurCoords], list[AblationSet]]:
+    """Ordered Schur coordinates of every W_hh and its 8 ablations at ``alpha``."""
+    coords = [ordered_schur(m.weights.w_hh) for m in trained]
+    return coords, [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
 
 
 def _control_rows(
@@ -249,13 +137,67 @@ def _control_rows(
     return summaries
 
 
-def _per_subset(evaluation: Evaluation) -> Evaluation:
-    """Interleave the references' metrics (subset ∅) with those of their 7 ablations, model by model."""
-    def merge(full, ablated):
-        return np.concatenate([full[:, None], ablated.reshape(len(full), -1)], axis=1).ravel()
+def random_controls(
+    trained: Sequence[TrainedModel],
+    coords: Sequence[SchurCoords],
+    ablations: Sequence[AblationSet],
+    data,
+    config: EvalConfig,
+    scores: Scores,
+    *,
+    has_targets: bool,
+) -> list[dict]:
+    """The :data:`CONTROL_COLUMNS` of every row; empty where the ablation removed nothing, and
+    everywhere without controls (``eval.random_controls=0``) or targets to score them on."""
+    if not _with_controls(config, has_targets):
+        return [{} for _ in scores.delta_fvu]
+    return _control_rows(trained, coords, ablations, data, config, scores.full_fvu, scores.delta_fvu)
 
-    full = evaluation.references
-    return Evaluation(*(merge(getattr(full, f), getattr(evaluation, f)) for f in ("fvu", "sign_agreement", "rollout_distance")))
+
+def _with_controls(config: EvalConfig, has_targets: bool) -> bool:
+    return config.random_controls > 0 and has_targets
+
+
+def diagnose(
+    trained: Sequence[TrainedModel],
+    ablations: Sequence[AblationSet],
+    data,
+    config: EvalConfig,
+    diagnostics: DiagnosticsConfig,
+) -> list[dict]:
+    """The subspace diagnostics (:data:`DIAGNOSTIC_COLUMNS`) of every row, from the held-out inputs."""
+    return subspace_rows(
+        [m.weights for m in trained],
+        [ablation.w_tilde for ablation in ablations],
+        data[0],
+        pc_variance=diagnostics.pc_variance,
+        min_removed_mass=config.min_removed_mass,
+        models_per_call=config.models_per_call,
+    )
+
+
+def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
+    """The key of every row (:data:`IDENTITY_COLUMNS`): model by model, the 8 subsets in SUBSETS order."""
+    return [
+        dict(task=task, construction=m.construction, width=m.width, seed=m.seed, alpha=alpha, subset=subset_name(s))
+        for m in trained
+        for s in SUBSETS
+    ]
+
+
+def result_rows(stages: Sequence[tuple[Columns, Sequence[Mapping]]]) -> list[dict]:
+    """One row per model × subset from each stage's (declared columns, per-row columns).
+
+    A column a stage computes but does not declare would never reach results.csv: refused here.
+    """
+    if list(join_columns(*(declared for declared, _ in stages))) != list(RESULT_COLUMNS):
+        raise ValueError("the stages' column declarations are not RESULT_COLUMNS; list a new stage's there too")
+    for declared, rows in stages:
+        undeclared = sorted({name for row in rows for name in row} - set(declared))
+        if undeclared:
+            raise ValueError(f"columns {undeclared} are computed but not declared; declare them with their stage")
+    per_row = zip(*(rows for _, rows in stages), strict=True)
+    return [{name: value for part in parts for name, value in part.items()} for parts in per_row]
 
 
 def analyse(
@@ -267,139 +209,43 @@ def analyse(
     config: EvalConfig,
     has_targets: bool = True,
     diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
+    stopwatch: Stopwatch | None = None,
 ) -> list[dict]:
     """Ordered Schur, all 8 ablations at ``alpha``, and one batched evaluation: result rows.
 
     ``data`` is ``(inputs, targets, mask)``; without real targets (``has_targets=False``, user
     inputs) FVU-based columns stay empty and ``rollout_distance`` carries the comparison.
+    ``stopwatch`` records the time of each stage.
     """
-    started = time.perf_counter()
-    coords = [ordered_schur(m.weights.w_hh) for m in trained]
-    ablations = [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
-    schur_seconds = time.perf_counter() - started
-    # W̃(∅) is W itself: the full models are the references, rolled out once; only the 7
-    # nonempty ablations of each model are evaluated against them.
-    ablated = [
-        model.weights.with_recurrent(w_tilde)
-        for model, ablation in zip(trained, ablations)
-        for w_tilde in ablation.w_tilde[1:]
-    ]
-    evaluation = _per_subset(
-        evaluate_weights(
-            ablated,
-            data,
-            config,
-            references=[m.weights for m in trained],
-            reference_index=np.repeat(np.arange(len(trained)), len(SUBSETS) - 1),
-        )
-    )
-    full_fvu = evaluation.fvu[:: len(SUBSETS)]
-    delta_fvu = evaluation.fvu - np.repeat(full_fvu, len(SUBSETS))
-    with_controls = config.random_controls > 0 and has_targets
-    controls = (
-        _control_rows(trained, coords, ablations, data, config, full_fvu, delta_fvu)
-        if with_controls
-        else [{} for _ in evaluation.fvu]
-    )
-    subspace = subspace_rows(
-        [m.weights for m in trained],
-        [ablation.w_tilde for ablation in ablations],
-        data[0],
-        pc_variance=diagnostics.pc_variance,
-        min_removed_mass=config.min_removed_mass,
-        models_per_call=config.models_per_call,
-    )
+    stopwatch = Stopwatch() if stopwatch is None else stopwatch
+    with stopwatch("Schur + ablations") as decomposing:
+        coords, ablations = decompose(trained, alpha)
+    with stopwatch("evaluation") as evaluating:
+        scores = score_ablations([m.weights for m in trained], ablations, data, config)
+    with stopwatch("random controls") as controlling:
+        controls = random_controls(trained, coords, ablations, data, config, scores, has_targets=has_targets)
+    with stopwatch("subspace diagnostics") as diagnosing:
+        subspace = diagnose(trained, ablations, data, config, diagnostics)
     log.info(
         "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
         len(trained),
-        schur_seconds,
-        len(evaluation.fvu),
-        f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation" if with_controls else "",
-        time.perf_counter() - started - schur_seconds,
+        decomposing.seconds,
+        len(scores.delta_fvu),
+        f" and {config.random_controls} x {len(CONTROLS)} random controls per ablation"
+        if _with_controls(config, has_targets)
+        else "",
+        evaluating.seconds + controlling.seconds + diagnosing.seconds,
     )
-    rows = []
-    for index, (model, ablation) in enumerate(zip(trained, ablations)):
-        for position, subset in enumerate(SUBSETS):
-            flat = index * len(SUBSETS) + position
-            removed = float(ablation.removed_mass[position])
-            if not subset:
-                s_delta_t, note = None, "full model"
-            elif not has_targets:
-                s_delta_t, note = None, "no targets given"
-            else:
-                s_delta_t, note = sensitivity(float(delta_fvu[flat]), removed, config.min_removed_mass)
-            rows.append(
-                dict(
-                    task=task,
-                    construction=model.construction,
-                    width=model.width,
-                    seed=model.seed,
-                    alpha=alpha,
-                    subset=subset_name(subset),
-                    n_R=ablation.partition.n_r,
-                    n_blocks=ablation.partition.n_blocks,
-                    rho=ablation.partition.rho,
-                    mass_RR=ablation.mass_rr,
-                    mass_CR=ablation.mass_cr,
-                    mass_CC=ablation.mass_cc,
-                    nonnormal_fraction=ablation.nonnormal_fraction,
-                    removed_mass=removed,
-                    fvu=float(evaluation.fvu[flat]) if has_targets else None,
-                    delta_fvu=float(delta_fvu[flat]) if has_targets else None,
-                    s_delta_t=s_delta_t,
-                    s_delta_t_note=note,
-                    replay_accuracy=float(evaluation.sign_agreement[flat]) if task == "copy" else None,
-                    rollout_distance=float(evaluation.rollout_distance[flat]),
-                    train_loss=model.train_loss,
-                    train_steps=model.train_steps,
-                    solved=model.solved,
-                    diverged=model.diverged,
-                    source=model.source,
-                )
-                | subspace[flat]
-                | controls[flat]
-            )
-    return rows
-
-
-def learning_failure(full_row: Mapping) -> str | None:
-    """Why the model of a full-model result row did not learn its task: it diverged, its solved
-    criterion did not hold within the budget, or its held-out FVU exceeds 0.1; None if it learned."""
-    if is_diverged(full_row):
-        return "diverged (non-finite loss or weights; frozen at its last finite weights)"
-    if full_row.get("solved") in (False, "False"):
-        return f"was not solved within the {full_row['train_steps']}-step budget"
-    fvu = full_row["fvu"]
-    if fvu not in (None, "") and float(fvu) > UNTRAINED_FVU:
-        return f"has held-out FVU {float(fvu):.3g} > {UNTRAINED_FVU}"
-    return None
-
-
-def unlearned(rows: Sequence[Mapping]) -> list[str]:
-    """Every model of ``rows`` that did not learn its task, named, with the reason."""
-    return [
-        f"{r['construction']} width {r['width']} seed {r['seed']} {reason}"
-        for r in rows
-        if r["subset"] == "none" and (reason := learning_failure(r)) is not None
-    ]
-
-
-def report_unlearned(rows: Sequence[Mapping]) -> None:
-    """Say loudly which models did not learn: they stay in every table, and their ablation
-    results say little."""
-    reasons = unlearned(rows)
-    n_models = sum(r["subset"] == "none" for r in rows)
-    if not reasons:
-        log.info("all %d models learned their task", n_models)
-        return
-    log.warning(
-        "%d of %d models did not learn their task; they are kept and reported, not dropped or replaced "
-        "(diverged ones are excluded from means). Their ablation results say little; see docs/PROTOCOLS.md "
-        "for protocols that train every seed:\n  %s",
-        len(reasons),
-        n_models,
-        "\n  ".join(reasons),
-    )
+    return result_rows([
+        (IDENTITY_COLUMNS, identity_columns(trained, task=task, alpha=alpha)),
+        (ABLATION_COLUMNS, [row for ablation in ablations for row in ablation_columns(ablation)]),
+        (EVALUATION_COLUMNS, evaluation_columns(
+            scores, ablations, task=task, has_targets=has_targets, min_removed_mass=config.min_removed_mass
+        )),
+        (DIAGNOSTIC_COLUMNS, subspace),
+        (TRAINING_COLUMNS, [training_columns(m) for m in trained for _ in SUBSETS]),
+        (CONTROL_COLUMNS, controls),
+    ])
 
 
 def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
@@ -442,14 +288,26 @@ def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Seq
     )
 
 
-def write_run(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
+def write_run(
+    spec: RunSpec,
+    trained: Sequence[TrainedModel],
+    rows: Sequence[Mapping],
+    out_dir: Path,
+    *,
+    stopwatch: Stopwatch | None = None,
+) -> None:
     """Write the output contract: results.csv, summary.csv, models/*.npz, figures/ (and fixed points)."""
-    for model in trained:
-        save_weights(out_dir / "models" / model_filename(spec.task, model.construction, model.width, model.seed), model.weights)
-    write_results(rows, out_dir)
+    stopwatch = Stopwatch() if stopwatch is None else stopwatch
+    with stopwatch("writing"):
+        for model in trained:
+            name = model_filename(spec.task, model.construction, model.width, model.seed)
+            save_weights(out_dir / "models" / name, model.weights)
+        write_results(rows, out_dir)
     if spec.diagnostics.fixed_points:
-        write_fixed_points(spec, trained, rows, out_dir)
-    (out_dir / "spec.json").write_text(_spec_json(spec))
+        with stopwatch("fixed points"):
+            write_fixed_points(spec, trained, rows, out_dir)
+    with stopwatch("writing"):
+        (out_dir / "spec.json").write_text(_spec_json(spec))
 
 
 def _spec_json(spec: RunSpec) -> str:
@@ -467,29 +325,35 @@ def check_run_directory(spec: RunSpec, out_dir: Path) -> None:
 
 
 def run(
-    spec: RunSpec, out_dir: str | Path, *, progress: bool = True, cache_dir: str | Path | None = None
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    startup_seconds: float | None = None,
 ) -> list[dict]:
-    """Train (or reuse from ``cache_dir``), analyse and write one run; returns the result rows."""
+    """Train (or reuse from ``cache_dir``), analyse and write one run; returns the result rows.
+
+    run.log ends with the time of each stage; ``startup_seconds``, the time the process spent
+    before this call (the command line passes it), heads that table when given.
+    """
     out_dir = Path(out_dir)
     check_run_directory(spec, out_dir)
-    started = time.perf_counter()
-    log.info("training protocol: %s", describe_protocol(spec.task, spec.protocol, spec.train))
-    trained = train_all(spec, progress=progress, cache=ModelCache(cache_dir))
-    log.info("trained %d models in %.1f s", len(trained), time.perf_counter() - started)
-    for model in trained:
-        if model.diverged:
-            log.warning(
-                "%s width %d seed %d diverged (non-finite loss or weights); it is kept frozen at its "
-                "last finite weights, marked diverged, and excluded from every mean",
-                model.construction,
-                model.width,
-                model.seed,
-            )
-    task = spec.eval_task()
+    stopwatch = Stopwatch()
+    with stopwatch("training"):
+        trained = train(spec, progress=progress, cache_dir=cache_dir)
+    with stopwatch("held-out set"):
+        # drawn asynchronously otherwise, and timed as part of the evaluation that first waits for it
+        data = jax.block_until_ready(held_out_set(spec.eval_task(), spec.eval))
     rows = analyse(
-        trained, held_out_set(task, spec.eval), task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics
+        trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
+        stopwatch=stopwatch,
     )
     report_unlearned(rows)
-    write_run(spec, trained, rows, out_dir)
-    log.info("wrote %s in %.1f s total", out_dir, time.perf_counter() - started)
+    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch)
+    log.info("wrote %s in %.1f s total", out_dir, stopwatch.elapsed)
+    note = "training includes its compilation"
+    if startup_seconds is not None:
+        note += "; start-up: the process before this run, i.e. interpreter, imports, config"
+    log.info("time per stage (%s):\n%s", note, stopwatch.table(startup_seconds))
     return rows

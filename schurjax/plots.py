@@ -1,4 +1,4 @@
-"""Figures drawn from result rows (never from live models) — host only.
+"""Figures drawn from typed result rows (never from live models) — host only.
 
 Uses matplotlib's object API (``Figure``) rather than pyplot, so plotting never touches global
 backend state and works headless.
@@ -46,7 +46,7 @@ def _symlog(ax) -> None:
 
 def _value(row: Mapping, metric: str) -> float | None:
     value = row.get(metric)
-    return None if value in (None, "") else float(value)
+    return None if value is None else float(value)
 
 
 def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
@@ -57,13 +57,13 @@ def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     """
     metric = "replay_accuracy" if any(_value(r, "replay_accuracy") is not None for r in rows) else "delta_fvu"
     constructions = list(dict.fromkeys(r["construction"] for r in rows))
-    widths = list(dict.fromkeys(int(r["width"]) for r in rows))
+    widths = list(dict.fromkeys(r["width"] for r in rows))
     names = [subset_name(s) for s in SUBSETS]
     figure = Figure(figsize=(3.2 * len(widths) + 0.8, 2.6 * len(constructions) + 0.6), layout="constrained")
     axes = figure.subplots(len(constructions), len(widths), squeeze=False, sharey=True)
     for (i, construction), (j, width) in itertools.product(enumerate(constructions), enumerate(widths)):
         ax = axes[i, j]
-        panel = [r for r in rows if r["construction"] == construction and int(r["width"]) == width]
+        panel = [r for r in rows if r["construction"] == construction and r["width"] == width]
         for x, name in enumerate(names):
             members = [r for r in panel if r["subset"] == name]
             kept = [v for r in members if not is_diverged(r) and (v := _value(r, metric)) is not None]
@@ -73,7 +73,8 @@ def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
             ax.scatter([x] * len(dropped), dropped, s=14, facecolor="none", edgecolor="tab:red", zorder=2)
             if kept:
                 mean, sem = mean_sem(kept)
-                ax.errorbar(x, mean, yerr=0 if np.isnan(sem) else sem, fmt="o", color="tab:blue", ms=5, capsize=3, zorder=3)
+                error = 0 if np.isnan(sem) else sem
+                ax.errorbar(x, mean, yerr=error, fmt="o", color="tab:blue", ms=5, capsize=3, zorder=3)
         ax.set_xticks(range(len(names)), [SUBSET_LABELS[n] for n in names], rotation=60, fontsize=7)
         ax.set_title(f"{construction}, $N_h$={width}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
@@ -107,7 +108,8 @@ def control_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
             ]
             if all(stats):
                 median, low, high = (float(np.mean(s)) for s in stats)
-                ax.errorbar(x + offset, median, yerr=[[median - low], [high - median]], fmt="s", ms=4, color=color, capsize=2)
+                error = [[median - low], [high - median]]
+                ax.errorbar(x + offset, median, yerr=error, fmt="s", ms=4, color=color, capsize=2)
     handles = [Line2D([], [], color="tab:blue", marker="o", ls="", label="structured ablation")] + [
         Line2D([], [], color=color, marker="s", ls="", label=f"random, {family}") for family, color in families
     ]
@@ -145,7 +147,7 @@ def lattice_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     axes = figure.subplots(1, len(constructions), squeeze=False, sharey=True)[0]
     for ax, construction in zip(axes, constructions):
         panel = [r for r in rows if r["construction"] == construction and not is_diverged(r)]
-        per_subset = {n: [float(r["replay_accuracy"]) for r in panel if r["subset"] == n] for n in names}
+        per_subset = {n: [r["replay_accuracy"] for r in panel if r["subset"] == n] for n in names}
         means = {n: mean_sem(v)[0] for n, v in per_subset.items()}
         for subset in SUBSETS:
             if "T_CC" not in subset:
@@ -164,7 +166,8 @@ def lattice_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
         ax.set_xticks(range(len(names)), [SUBSET_LABELS[n] for n in names], rotation=60, fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("replay accuracy (128 lags)")
-    figure.suptitle(f"copy: Schur-coupling ablations (α = {rows[0]['alpha']}); gray: S → S ∪ {{T_CC}}", fontsize=10)
+    title = f"copy: Schur-coupling ablations (α = {rows[0]['alpha']}); gray: S → S ∪ {{T_CC}}"
+    figure.suptitle(title, fontsize=10)
     return save(figure, stem)
 
 
@@ -227,7 +230,8 @@ def diagnostic_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     for ax, predictor in zip(axes, PREDICTORS):
         for task, color in zip(tasks, itertools.cycle(["tab:blue", "tab:orange", "tab:green", "tab:purple"])):
             members = [r for r in kept if r["task"] == task]
-            ax.scatter([_value(r, predictor) for r in members], [_value(r, "delta_fvu") for r in members], s=12, color=color, label=task)
+            x, y = [_value(r, predictor) for r in members], [_value(r, "delta_fvu") for r in members]
+            ax.scatter(x, y, s=12, color=color, label=task)
         if predictor in ("removed_mass", "act_perturbation"):
             ax.set_xscale("log")
         ax.set_xlabel(DIAGNOSTIC_LABELS[predictor], fontsize=8)
@@ -241,30 +245,42 @@ def diagnostic_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     return save(figure, stem)
 
 
+def _is_stable(point: Mapping) -> bool:
+    return str(point["stable"]).lower() in ("true", "1")
+
+
+def _fixed_point_panel(ax, mine: Sequence[Mapping], subset: str) -> None:
+    """One model's full-network fixed points (grey) and one ablation's (red), each joined to its match."""
+    full = {(p["input_level"], int(p["fp_index"])): p for p in mine if p["subset"] == "none"}
+    ablated = [p for p in mine if p["subset"] == subset and subset != "none"]
+    for group, color in ((list(full.values()), "0.6"), (ablated, "tab:red")):
+        for marker, kind in (("o", True), ("x", False)):
+            chosen = [p for p in group if _is_stable(p) == kind]
+            xs, ys = [float(p["pc1"]) for p in chosen], [float(p["pc2"]) for p in chosen]
+            ax.scatter(xs, ys, s=18, marker=marker, color=color, zorder=3)
+    for p in ablated:
+        if p["matched_full_index"] not in (None, ""):
+            target = full[p["input_level"], int(p["matched_full_index"])]
+            xs, ys = [float(p["pc1"]), float(target["pc1"])], [float(p["pc2"]), float(target["pc2"])]
+            ax.plot(xs, ys, color="tab:red", lw=0.6, alpha=0.6)
+
+
 def fixed_point_figure(points: Sequence[Mapping], stem: Path) -> list[Path]:
     """Fixed points of each full network (grey) and its ablations (red) in the full network's top-PC plane.
 
     One row per model, one column per ablation; circles are stable, crosses unstable; a thin line
     joins an ablated fixed point to the full one it is matched to.
     """
-    models = list(dict.fromkeys((p["construction"], int(p["width"]), int(p["seed"])) for p in points))
+    def model_of(p: Mapping) -> tuple[str, int, int]:
+        return p["construction"], int(p["width"]), int(p["seed"])
+
+    models = list(dict.fromkeys(map(model_of, points)))
     subsets = list(dict.fromkeys(p["subset"] for p in points if p["subset"] != "none")) or ["none"]
     figure = Figure(figsize=(2.6 * len(subsets) + 0.6, 2.4 * max(len(models), 1) + 0.6), layout="constrained")
     axes = figure.subplots(max(len(models), 1), len(subsets), squeeze=False)
-    stable = lambda p: str(p["stable"]).lower() in ("true", "1")  # noqa: E731
     for (i, model), (j, subset) in itertools.product(enumerate(models), enumerate(subsets)):
         ax = axes[i, j]
-        mine = [p for p in points if (p["construction"], int(p["width"]), int(p["seed"])) == model]
-        full = {(p["input_level"], int(p["fp_index"])): p for p in mine if p["subset"] == "none"}
-        for group, color in ((list(full.values()), "0.6"), ([p for p in mine if p["subset"] == subset and subset != "none"], "tab:red")):
-            for marker, kind in (("o", True), ("x", False)):
-                chosen = [p for p in group if stable(p) == kind]
-                ax.scatter([float(p["pc1"]) for p in chosen], [float(p["pc2"]) for p in chosen], s=18, marker=marker, color=color, zorder=3)
-            if color == "tab:red":
-                for p in group:
-                    if p["matched_full_index"] not in (None, ""):
-                        target = full[p["input_level"], int(p["matched_full_index"])]
-                        ax.plot([float(p["pc1"]), float(target["pc1"])], [float(p["pc2"]), float(target["pc2"])], color="tab:red", lw=0.6, alpha=0.6)
+        _fixed_point_panel(ax, [p for p in points if model_of(p) == model], subset)
         ax.set_title(f"seed {model[2]}: {SUBSET_LABELS[subset]}", fontsize=9)
         ax.grid(alpha=0.3)
         if i == len(models) - 1:

@@ -1,8 +1,9 @@
 """Tidy result rows, aggregates (mean ± SEM), and CSV / npz I/O — host only.
 
 The column names are the output contract of a run directory: users and later tools read them.
-Every file is written to a temporary name and renamed, so an interrupted run never leaves a
-half-written file behind.
+Every table's columns are declared with their cell types (schurjax.columns), so that
+:func:`read_table` gives back the values a run held in memory. Every file is written to a
+temporary name and renamed, so an interrupted run never leaves a half-written file behind.
 """
 
 import csv
@@ -15,46 +16,18 @@ import numpy as np
 import scipy.stats
 
 from .atomic import atomic_write
+from .columns import Columns, declare, join_columns, typed_row
 from .controls import CONTROLS
 from .weights import RNNWeights
 
-RESULT_COLUMNS = (
-    "task",
-    "construction",
-    "width",
-    "seed",
-    "alpha",
-    "subset",
-    "n_R",
-    "n_blocks",
-    "rho",
-    "mass_RR",
-    "mass_CR",
-    "mass_CC",
-    "nonnormal_fraction",
-    "removed_mass",
-    "fvu",
-    "delta_fvu",
-    "s_delta_t",
-    "s_delta_t_note",
-    "replay_accuracy",
-    "rollout_distance",
-    # subspace diagnostics of D = W - W~(S), schurjax.subspace
-    "act_perturbation",
-    "pc_overlap",
-    "pc_overlap_col",
-    "pc_overlap_row",
-    "readout_overlap",
-    "pc_k",
-    "train_loss",
-    "train_steps",
-    "solved",
-    "diverged",
-    "source",
-    *(f"ctrl_{family}_{stat}" for family in CONTROLS for stat in ("median", "p05", "p95", "rank")),
+# The key of a result row: one model (construction, width, seed) of a task, one subset at one α.
+IDENTITY_COLUMNS = declare(task=str, construction=str, width=int, seed=int, alpha=float, subset=str)
+# Summaries pool the seeds of a group.
+GROUP_COLUMNS = tuple(name for name in IDENTITY_COLUMNS if name != "seed")
+SUMMARY_COLUMNS = join_columns(
+    declare(**{name: IDENTITY_COLUMNS[name] for name in GROUP_COLUMNS}),
+    declare(metric=str, mean=float, sem=float, n=int, n_diverged=int),
 )
-GROUP_COLUMNS = ("task", "construction", "width", "alpha", "subset")
-SUMMARY_COLUMNS = (*GROUP_COLUMNS, "metric", "mean", "sem", "n", "n_diverged")
 SUMMARY_METRICS = (
     "fvu",
     "delta_fvu",
@@ -80,13 +53,6 @@ SUMMARY_METRICS = (
 NPZ_KEYS = {"w_xh": "W_xh", "w_hh": "W_hh", "w_hy": "W_hy", "b_h": "b_h", "b_y": "b_y"}
 
 
-def sensitivity(delta_fvu: float, removed_mass: float, min_removed_mass: float) -> tuple[float | None, str]:
-    """S_ΔT = ΔFVU / removed mass, or (None, reason) where the removed mass is numerically zero."""
-    if removed_mass <= min_removed_mass:
-        return None, f"removed Schur mass {removed_mass:.3g} <= {min_removed_mass:g} (numerically zero)"
-    return delta_fvu / removed_mass, ""
-
-
 def mean_sem(values: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error (sample std / √n); the SEM of one value is undefined (NaN)."""
     array = np.asarray(values, np.float64)
@@ -108,7 +74,8 @@ def summarise(rows: Iterable[Mapping]) -> list[dict]:
     """Long-format aggregate over seeds: one row per group × metric.
 
     Diverged seeds are excluded from every mean and counted in ``n_diverged``; missing values
-    (S_ΔT where undefined, replay accuracy outside the copy task) are left out of ``n``.
+    (S_ΔT where undefined, replay accuracy outside the copy task) are left out of ``n``. ``rows``
+    hold typed values: from memory or :func:`read_table`.
     """
     groups: dict[tuple, list[Mapping]] = {}
     for row in rows:
@@ -117,7 +84,7 @@ def summarise(rows: Iterable[Mapping]) -> list[dict]:
     for group, members in groups.items():
         kept = [r for r in members if not is_diverged(r)]
         for metric in SUMMARY_METRICS:
-            values = [float(r[metric]) for r in kept if r.get(metric) not in (None, "")]
+            values = [float(r[metric]) for r in kept if r.get(metric) is not None]
             if not values:
                 continue
             mean, sem = mean_sem(values)
@@ -129,11 +96,16 @@ def summarise(rows: Iterable[Mapping]) -> list[dict]:
 
 
 def is_diverged(row: Mapping) -> bool:
-    """Whether a result row (from memory or read back from CSV) belongs to a diverged model."""
-    return row["diverged"] is True or str(row["diverged"]).lower() in ("true", "1")
+    """Whether a typed result row (from memory or :func:`read_table`) belongs to a diverged model."""
+    diverged = row["diverged"]
+    if isinstance(diverged, str):
+        raise TypeError(
+            "this result row holds the text of a CSV cell; read results.csv with schurjax.pipeline.read_results"
+        )
+    return bool(diverged)
 
 
-def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str]) -> None:
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Iterable[str]) -> None:
     """Write rows (missing values as empty cells) atomically."""
     with atomic_write(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise")
@@ -151,8 +123,29 @@ def _format(value) -> str:
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The cells of a CSV file as text; :func:`read_table` reads them back as their types."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def read_table(path: str | os.PathLike, columns: Columns) -> list[dict]:
+    """Rows of a CSV file written with ``columns``, each cell as its declared type (empty: None).
+
+    A file may lack declared columns (tables written before a column existed); a column the
+    declaration does not know is refused, since its type is unknown.
+    """
+    typed = []
+    for line, cells in enumerate(read_csv(path), start=2):
+        try:
+            typed.append(typed_row(cells, columns))
+        except ValueError as error:
+            raise ValueError(f"{path}, line {line}: {error}; it is not a table of these columns") from None
+    return typed
+
+
+def read_summary(path: str | os.PathLike) -> list[dict]:
+    """A summary.csv, typed."""
+    return read_table(path, SUMMARY_COLUMNS)
 
 
 def model_filename(task: str, construction: str, width: int, seed: int) -> str:

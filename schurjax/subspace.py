@@ -35,6 +35,7 @@ import numpy as np
 import scipy.stats
 
 from ._typing import Array, Float
+from .columns import declare
 from .devices import map_models, pad_models
 from .evaluate import resolve_models_per_call, stack_weights
 from .interventions import parse_subset
@@ -42,7 +43,15 @@ from .model import TanhRNN
 from .results import is_diverged
 from .weights import RNNWeights
 
-DIAGNOSTIC_COLUMNS = ("act_perturbation", "pc_overlap", "pc_overlap_col", "pc_overlap_row", "readout_overlap", "pc_k")
+# The result columns of the diagnostics stage (:func:`subspace_rows`); the overlaps are empty where D = 0.
+DIAGNOSTIC_COLUMNS = declare(
+    act_perturbation=float,
+    pc_overlap=float,
+    pc_overlap_col=float,
+    pc_overlap_row=float,
+    readout_overlap=float,
+    pc_k=int,
+)
 # Predictors of ΔFVU compared by :func:`predictive_power`; the removed Schur mass is the baseline.
 PREDICTORS = ("removed_mass", "act_perturbation", "pc_overlap", "pc_overlap_col", "pc_overlap_row", "readout_overlap")
 
@@ -170,7 +179,10 @@ def perturbation_diagnostics(
     pc_variance: float,
     min_removed_mass: float = 0.0,
 ) -> dict[str, float]:
-    """The module's diagnostics of removing ``d`` from ``w`` (NaN overlaps where ‖D‖ ≤ min_removed_mass ‖W‖)."""
+    """The module's diagnostics of removing ``d`` from ``w``.
+
+    The overlaps are NaN where ‖D‖ ≤ min_removed_mass ‖W‖.
+    """
     k = geometry.n_components(pc_variance)
     drive = float(np.trace(w @ geometry.second_moment @ w.T))
     change = float(np.trace(d @ geometry.second_moment @ d.T))
@@ -208,26 +220,29 @@ def subspace_rows(
     rows = []
     for w, ablated, geometry in zip(weights, w_tilde, geometries):
         for matrix in ablated:
-            values = perturbation_diagnostics(w.w_hh, w.w_hh - matrix, w.w_hy, geometry, pc_variance, min_removed_mass)
+            values = perturbation_diagnostics(
+                w.w_hh, w.w_hh - matrix, w.w_hy, geometry, pc_variance, min_removed_mass
+            )
             rows.append({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()})
     return rows
 
 
 def _number(row: Mapping, column: str) -> float:
     value = row.get(column)
-    return math.nan if value in (None, "") else float(value)
+    return math.nan if value is None else float(value)
 
 
 def predictive_power(rows: Sequence[Mapping]) -> list[dict]:
     """Spearman rank correlation of each predictor with ΔFVU, over all tasks and per task.
 
     Uses every non-diverged row that removes something (a defined ``pc_overlap``): all seeds and
-    nonempty subsets. Rows read back from CSV (strings) work as well as rows from memory.
+    nonempty subsets. ``rows`` hold typed values: from memory or schurjax.pipeline.read_results.
     """
     usable = [
         r for r in rows if r["subset"] != "none" and not is_diverged(r) and not math.isnan(_number(r, "pc_overlap"))
     ]
-    scopes = {"all": usable} | {task: [r for r in usable if r["task"] == task] for task in dict.fromkeys(r["task"] for r in usable)}
+    tasks = dict.fromkeys(r["task"] for r in usable)
+    scopes = {"all": usable} | {task: [r for r in usable if r["task"] == task] for task in tasks}
     table = []
     for scope, members in scopes.items():
         delta = np.array([_number(r, "delta_fvu") for r in members])

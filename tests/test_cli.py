@@ -9,7 +9,8 @@ import pytest
 
 from schurjax.fixed_points import FIXED_POINT_COLUMNS
 from schurjax.interventions import SUBSETS, subset_name
-from schurjax.results import RESULT_COLUMNS, SUMMARY_COLUMNS, read_csv
+from schurjax.pipeline import RESULT_COLUMNS, read_results
+from schurjax.results import SUMMARY_COLUMNS, read_csv, read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "diagnostics.iterations=200",
@@ -30,31 +31,31 @@ def run_cli(tmp_path: Path, *overrides: str, module: str = "experiments.run") ->
 def test_sine_run_writes_the_output_contract(tmp_path):
     done = run_cli(tmp_path, "task=sine", "seeds=2", "widths=[8]", *TINY)
     assert done.returncode == 0, done.stderr
-    rows = read_csv(tmp_path / "results.csv")
+    rows = read_results(tmp_path / "results.csv")
     assert list(rows[0]) == list(RESULT_COLUMNS)
     assert len(rows) == 2 * len(SUBSETS)
     assert [r["subset"] for r in rows[:8]] == [subset_name(s) for s in SUBSETS]
     assert {(r["seed"], r["width"], r["construction"]) for r in rows} == {
-        ("0", "8", "dense_orthogonal"),
-        ("1", "8", "dense_orthogonal"),
+        (0, 8, "dense_orthogonal"),
+        (1, 8, "dense_orthogonal"),
     }
     for row in rows:
-        assert row["replay_accuracy"] == ""  # copy task only
+        assert row["replay_accuracy"] is None  # copy task only
         if row["subset"] == "none":
-            assert float(row["delta_fvu"]) == 0.0 and row["s_delta_t"] == ""
-    summary = read_csv(tmp_path / "summary.csv")
+            assert row["delta_fvu"] == 0.0 and row["s_delta_t"] is None
+    summary = read_summary(tmp_path / "summary.csv")
     assert list(summary[0]) == list(SUMMARY_COLUMNS)
     fvu_none = [r for r in summary if r["metric"] == "fvu" and r["subset"] == "none"]
-    assert len(fvu_none) == 1 and fvu_none[0]["n"] == "2"
-    expected_mean = np.mean([float(r["fvu"]) for r in rows if r["subset"] == "none"])
-    assert float(fvu_none[0]["mean"]) == pytest.approx(expected_mean)
+    assert len(fvu_none) == 1 and fvu_none[0]["n"] == 2
+    expected_mean = np.mean([r["fvu"] for r in rows if r["subset"] == "none"])
+    assert fvu_none[0]["mean"] == pytest.approx(expected_mean)
     for seed in (0, 1):
         with np.load(tmp_path / "models" / f"sine_dense_orthogonal_w8_s{seed}.npz") as weights:
             assert weights["W_xh"].shape == (8, 1)
             assert weights["W_hh"].shape == (8, 8)
             assert weights["W_hy"].shape == (1, 8)
     none_rows = [r for r in rows if r["subset"] == "none"]
-    assert all(float(r["act_perturbation"]) == 0.0 and r["pc_overlap"] == "" for r in none_rows)
+    assert all(r["act_perturbation"] == 0.0 and r["pc_overlap"] is None for r in none_rows)
     with open(tmp_path / "fixed_points.csv") as handle:
         assert handle.readline().strip().split(",") == list(FIXED_POINT_COLUMNS)
     assert len(read_csv(tmp_path / "fixed_point_summary.csv")) == 2 * 4 * 3  # models x subsets x cues
@@ -64,6 +65,14 @@ def test_sine_run_writes_the_output_contract(tmp_path):
     assert (tmp_path / ".hydra" / "config.yaml").exists()
     log = (tmp_path / "run.log").read_text()
     assert "trained 2 models" in log
+    # the timing table: every stage, and shares that add up
+    table = log.split("time per stage")[1].splitlines()[1:]
+    stages = {line[:22].strip(): float(line.split()[-2]) for line in table if line.endswith("%")}
+    assert list(stages) == [
+        "start-up", "training", "held-out set", "Schur + ablations", "evaluation", "random controls",
+        "subspace diagnostics", "writing", "fixed points", "other", "total",
+    ]
+    assert stages["total"] == 100.0 and sum(stages.values()) == pytest.approx(200.0, abs=0.1 * len(stages))
     # the run records its protocol, and what the overrides changed in it
     assert "training protocol: default (" in log and "changed from default: steps=12" in log
     assert '"protocol": "default"' in (tmp_path / "spec.json").read_text()
@@ -75,20 +84,19 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
         "task.params.lags=4", "task.eval_params.lags=16", *TINY,
     )
     assert done.returncode == 0, done.stderr
-    rows = read_csv(tmp_path / "results.csv")
+    rows = read_results(tmp_path / "results.csv")
     assert len(rows) == 2 * 2 * len(SUBSETS)
-    accuracy = [float(r["replay_accuracy"]) for r in rows]
-    assert all(0.0 <= a <= 1.0 for a in accuracy)
+    assert all(0.0 <= r["replay_accuracy"] <= 1.0 for r in rows)
     # copy trains until solved within the budget; 12 steps solve nothing, so all use the budget
-    assert {r["train_steps"] for r in rows} == {"12"}
+    assert {(r["train_steps"], r["solved"]) for r in rows} == {(12, False)}
     # Cayley iterates are normal: no nonnormal coupling mass up to float32 round-off.
     for row in rows:
         if row["construction"] == "cayley":
-            assert float(row["nonnormal_fraction"]) < 1e-5
+            assert row["nonnormal_fraction"] < 1e-5
             if row["subset"] != "none":
-                assert row["s_delta_t"] == "" and "numerically zero" in row["s_delta_t_note"]
+                assert row["s_delta_t"] is None and "numerically zero" in row["s_delta_t_note"]
     assert {(r["construction"], r["width"]) for r in rows} == {
-        ("dense_normal", "6"), ("dense_normal", "8"), ("cayley", "6"), ("cayley", "8"),
+        ("dense_normal", 6), ("dense_normal", 8), ("cayley", 6), ("cayley", 8),
     }
 
 
@@ -218,10 +226,10 @@ def test_submitit_local_multirun_sweeps_alpha(tmp_path):
     assert done.returncode == 0, done.stderr
     tables = sorted(tmp_path.glob("*/results.csv"))
     assert [p.parent.name.split("_")[0] for p in tables] == ["0", "1"]
-    alphas = [{r["alpha"] for r in read_csv(p)} for p in tables]
-    assert alphas == [{"0.5"}, {"0.9"}]
+    alphas = [{r["alpha"] for r in read_results(p)} for p in tables]
+    assert alphas == [{0.5}, {0.9}]
     # the same trained model under both thresholds: only the partition differs
-    fvu = [[r["fvu"] for r in read_csv(p) if r["subset"] == "none"] for p in tables]
+    fvu = [[r["fvu"] for r in read_results(p) if r["subset"] == "none"] for p in tables]
     assert fvu[0] == fvu[1]
 
 
@@ -238,11 +246,11 @@ def test_two_devices_shard_the_seeds_and_agree_with_one(tmp_path):
             cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
         )
         assert done.returncode == 0, done.stderr
-        runs[devices] = read_csv(tmp_path / str(devices) / "results.csv")
+        runs[devices] = read_results(tmp_path / str(devices) / "results.csv")
     # 3 seeds on 2 devices: groups of 2, the second filled with a copy, one group per device.
     # Training runs the same program per group on any device count: bitwise equal. The
     # evaluation is one program partitioned across the devices: equal to float32 round-off.
     for one, two in zip(runs[1], runs[2]):
         assert (one["seed"], one["subset"]) == (two["seed"], two["subset"])
         assert two["train_loss"] == one["train_loss"]
-        assert float(two["fvu"]) == pytest.approx(float(one["fvu"]), rel=1e-4, abs=1e-6)
+        assert two["fvu"] == pytest.approx(one["fvu"], rel=1e-4, abs=1e-6)

@@ -11,10 +11,12 @@ from scipy.linalg import block_diag
 from scipy.stats import ortho_group
 
 from schurjax.interventions import (
+    ABLATION_COLUMNS,
     BLOCKS,
     SUBSETS,
     ablate,
     ablate_all,
+    ablation_columns,
     check_alpha,
     coupling_parts,
     parse_subset,
@@ -157,6 +159,21 @@ def test_masses_of_a_known_triangular_matrix():
     assert ablations.mass_rr == pytest.approx(3 / t_norm, abs=1e-14)
     assert ablations.mass_cr == pytest.approx(np.sqrt(5) / t_norm, abs=1e-14)
     assert ablations.mass_cc == 0.0
+
+
+def test_the_result_columns_of_the_known_triangular_matrix():
+    t = np.array([[2.0, 3.0, -1.0], [0.0, 1.0, 2.0], [0.0, 0.0, 0.5]])
+    q = ortho_group.rvs(3, random_state=1)
+    w = q @ t @ q.T
+    rows = ablation_columns(ablate_all(w, ordered_schur(w), 0.9))  # R = {2}, C = {1, 0.5}
+    assert len(rows) == len(SUBSETS) and all(list(row) == list(ABLATION_COLUMNS) for row in rows)
+    assert all(type(row[name]) is kind for row in rows for name, kind in ABLATION_COLUMNS.items())
+    assert {(row["n_R"], row["n_blocks"]) for row in rows} == {(1, 3)}
+    assert rows[0]["rho"] == pytest.approx(2.0, rel=1e-14)
+    t_norm = np.linalg.norm(t)
+    # removed: nothing; T_RR = 0; T_C→R = (3, −1); T_CC = (2); and their unions
+    expected = [0.0, 0.0, np.sqrt(10), 2.0, np.sqrt(10), 2.0, np.sqrt(14), np.sqrt(14)]
+    np.testing.assert_allclose([row["removed_mass"] for row in rows], np.array(expected) / t_norm, atol=1e-14)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 32])

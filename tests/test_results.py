@@ -3,16 +3,21 @@ import math
 import numpy as np
 import pytest
 
+from schurjax.columns import declare, join_columns
+from schurjax.pipeline import RESULT_COLUMNS, read_results, result_rows
 from schurjax.results import (
-    RESULT_COLUMNS,
+    SUMMARY_COLUMNS,
+    is_diverged,
     load_weights,
     mean_sem,
     read_csv,
+    read_summary,
+    read_table,
     save_weights,
-    sensitivity,
     summarise,
     write_csv,
 )
+from schurjax.scoring import sensitivity
 from schurjax.weights import RNNWeights
 
 
@@ -58,6 +63,64 @@ def test_csv_round_trip_writes_missing_as_empty(tmp_path):
     assert list(back) == list(RESULT_COLUMNS)
     assert back["replay_accuracy"] == "" and float(back["fvu"]) == 0.02
     assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
+
+
+def test_results_read_back_typed_as_they_were_in_memory(tmp_path):
+    extra = dict(s_delta_t_note="", n_blocks=40, train_loss=0.1, train_steps=3840, solved=False, source="", pc_k=3)
+    row = _row(0, 0.02) | extra | dict(ctrl_raw_rank=float("nan"))
+    write_csv(tmp_path / "r.csv", [row], RESULT_COLUMNS)
+    (back,) = read_results(tmp_path / "r.csv")
+    assert list(back) == list(RESULT_COLUMNS)
+    for name in ("task", "width", "seed", "alpha", "n_R", "fvu", "train_steps", "solved", "diverged", "pc_k"):
+        assert back[name] == row[name] and type(back[name]) is type(row[name]), name
+    assert back["delta_fvu"] == 0.02 - 0.01  # repr(float) round-trips every bit
+    # empty cells (never written, or empty text) are missing values
+    assert back["replay_accuracy"] is None and back["source"] is None and back["ctrl_schur_median"] is None
+    assert math.isnan(back["ctrl_raw_rank"])
+    # two seeds with every metric: no NaN (which equals nothing) in the summary
+    summary = summarise([_row(0, 0.02) | extra, _row(1, 0.04) | extra])
+    write_csv(tmp_path / "s.csv", summary, SUMMARY_COLUMNS)
+    assert read_summary(tmp_path / "s.csv") == summary
+
+
+def test_a_table_with_an_unknown_column_or_a_mistyped_cell_is_refused(tmp_path):
+    columns = declare(seed=int, diverged=bool)
+    write_csv(tmp_path / "a.csv", [dict(seed=1, diverged=True)], ("seed", "diverged"))
+    assert read_table(tmp_path / "a.csv", columns) == [dict(seed=1, diverged=True)]
+    (tmp_path / "b.csv").write_text("seed,colour\n1,red\n")
+    with pytest.raises(ValueError, match="unknown column.*colour"):
+        read_table(tmp_path / "b.csv", columns)
+    (tmp_path / "c.csv").write_text("seed,diverged\n1,yes\n")
+    with pytest.raises(ValueError, match="line 2: column diverged: 'yes' is not a bool"):
+        read_table(tmp_path / "c.csv", columns)
+    # a table written before a column existed reads without it
+    (tmp_path / "d.csv").write_text("seed\n4\n")
+    assert read_table(tmp_path / "d.csv", columns) == [dict(seed=4)]
+
+
+def test_a_row_of_csv_text_is_refused_by_is_diverged(tmp_path):
+    assert is_diverged(dict(diverged=True)) and not is_diverged(dict(diverged=False))
+    write_csv(tmp_path / "r.csv", [_row(0, 0.02)], RESULT_COLUMNS)
+    (text,) = read_csv(tmp_path / "r.csv")
+    with pytest.raises(TypeError, match="read_results"):
+        is_diverged(text)
+
+
+def test_column_declarations_refuse_repeated_names_and_unknown_types():
+    with pytest.raises(ValueError, match=r"columns \['fvu'\] are declared by two stages"):
+        join_columns(declare(fvu=float), declare(seed=int, fvu=float))
+    with pytest.raises(TypeError, match="cell types"):
+        declare(fvu=complex)
+
+
+def test_result_rows_refuse_a_column_its_stage_did_not_declare():
+    groups = [declare(**{name: kind}) for name, kind in RESULT_COLUMNS.items()]
+    rows = result_rows([(group, [{name: 1}]) for group in groups for name in group])
+    assert list(rows[0]) == list(RESULT_COLUMNS)
+    with pytest.raises(ValueError, match=r"columns \['task_squared'\] are computed but not declared"):
+        result_rows([(group, [{name: 1, f"{name}_squared": 1}]) for group in groups for name in group])
+    with pytest.raises(ValueError, match="not RESULT_COLUMNS"):
+        result_rows([(group, [{}]) for group in groups[1:]])
 
 
 def test_weights_round_trip_in_pytorch_orientation(tmp_path):

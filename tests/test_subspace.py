@@ -158,6 +158,33 @@ def test_predictive_power_ranks_a_monotone_predictor_perfectly():
     assert {scope for scope, _ in table} == {"all", "sine", "cdi"}
 
 
+def test_the_subspace_report_reads_its_runs_back_as_they_were_in_memory(tmp_path):
+    from experiments.subspace_report import main
+    from schurjax.pipeline import RESULT_COLUMNS
+    from schurjax.results import read_csv, write_csv
+
+    # pc_overlap varies within each task, so every predictor has ranks to correlate
+    runs = {
+        "sine": [_row("sine", "T_CC", 0.1 * i**2, float(i), 0.5 * i, overlap=0.1 * i) for i in range(1, 6)],
+        "cdi": [_row("cdi", "T_CR", 0.2 * i, float(6 - i), 0.3 * i, overlap=0.9 - 0.1 * i) for i in range(1, 5)]
+        + [_row("cdi", "T_RR", -9.0, 1.0, 1.0, diverged=True)],
+    }
+    for task, rows in runs.items():
+        write_csv(tmp_path / task / "results.csv", rows, RESULT_COLUMNS)
+    assert main([f"runs=[{tmp_path / 'sine'},{tmp_path / 'cdi'}]", f"out={tmp_path / 'report'}"]) == 0
+    expected = predictive_power([row for rows in runs.values() for row in rows])
+    written = read_csv(tmp_path / "report" / "predictive_power.csv")
+    assert [(r["scope"], r["predictor"], int(r["n"])) for r in written] == [
+        (r["scope"], r["predictor"], r["n"]) for r in expected
+    ]
+    # repr(float) round-trips: the correlations of the rows read back are those of the rows written
+    # (NaN for the constant readout_overlap, equal here as well)
+    np.testing.assert_array_equal([float(r["spearman_rho"]) for r in written], [r["spearman_rho"] for r in expected])
+    assert (tmp_path / "report" / "diagnostics.png").stat().st_size > 0
+    (tmp_path / "sine" / "results.csv").write_text("task,colour\nsine,red\n")
+    assert main([f"runs=[{tmp_path / 'sine'}]", f"out={tmp_path / 'report'}"]) == 2
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

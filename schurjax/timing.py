@@ -1,0 +1,68 @@
+"""Wall time per named stage of a run, and the table run.log ends with — host only."""
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class Lap:
+    """The wall time of one timed block, set when the block ends."""
+
+    seconds: float = 0.0
+
+
+class Stopwatch:
+    """Wall time of named stages: ``with stopwatch("training"): ...``.
+
+    A stage timed more than once accumulates; stages keep the order they were first timed in.
+    """
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[Lap]:
+        lap = Lap()
+        started = time.perf_counter()
+        try:
+            yield lap
+        finally:
+            lap.seconds = time.perf_counter() - started
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + lap.seconds
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the stopwatch was made."""
+        return time.perf_counter() - self.started
+
+    def table(self, startup: float | None = None) -> str:
+        """Seconds and share of the total per stage, one line each.
+
+        ``startup`` (seconds spent before the stopwatch was made) comes first when known; time
+        inside no stage (logging, drawing the held-out set, ...) is ``other``.
+        """
+        stages = ({} if startup is None else {"start-up": startup}) | self.seconds
+        total = (startup or 0.0) + self.elapsed
+        stages["other"] = max(total - sum(stages.values()), 0.0)
+        width = max(map(len, stages)) + 2
+        share = 100 / max(total, 1e-12)
+        lines = [f"{name:<{width}}{seconds:9.2f} s {seconds * share:6.1f} %" for name, seconds in stages.items()]
+        return "\n".join([*lines, f"{'total':<{width}}{total:9.2f} s  100.0 %"])
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (from /proc, Linux), or None where that is unknown."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    # fields after the command name (which may hold spaces) are fixed: the 20th is the start
+    # time in clock ticks since boot
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,49 @@
+"""The stage stopwatch behind run.log's timing table."""
+
+import time
+
+import pytest
+
+from schurjax.timing import Stopwatch, process_age
+
+
+def _stages(table: str) -> dict[str, tuple[float, float]]:
+    return {line.rsplit(maxsplit=4)[0]: (float(line.split()[-4]), float(line.split()[-2])) for line in table.splitlines()}
+
+
+def test_stages_accumulate_and_their_shares_add_up():
+    stopwatch = Stopwatch()
+    with stopwatch("writing") as first:
+        time.sleep(0.02)
+    with stopwatch("fixed points"):
+        time.sleep(0.01)
+    with stopwatch("writing") as second:
+        time.sleep(0.02)
+    assert first.seconds >= 0.02 and second.seconds >= 0.02
+    assert stopwatch.seconds["writing"] == first.seconds + second.seconds
+    stages = _stages(stopwatch.table(startup=1.0))
+    assert list(stages) == ["start-up", "writing", "fixed points", "other", "total"]
+    total = stages["total"][0]
+    # the table is printed to 0.01 s and 0.1 %: every line within that rounding of the recorded time
+    assert stages["start-up"][0] == 1.0 and total == pytest.approx(1.0 + stopwatch.elapsed, abs=0.02)
+    assert sum(seconds for name, (seconds, _) in stages.items() if name != "total") == pytest.approx(total, abs=0.03)
+    # a total rounded by up to 0.005 s moves a share of about 100 / 1.1 s by up to 0.5 %
+    assert stages["start-up"][1] == pytest.approx(100 / total, abs=0.5)
+
+
+def test_a_stage_that_raises_is_still_timed():
+    stopwatch = Stopwatch()
+    with pytest.raises(RuntimeError), stopwatch("training"):
+        raise RuntimeError("interrupted")
+    assert list(stopwatch.seconds) == ["training"]
+    assert "start-up" not in stopwatch.table()
+
+
+def test_the_process_age_counts_from_before_this_test():
+    age = process_age()
+    if age is None:
+        pytest.skip("no /proc on this system")
+    # this interpreter has at least imported pytest and this module by now, and not run for a day
+    assert 0.0 < age < 86_400
+    time.sleep(0.05)
+    assert process_age() >= age + 0.04
