@@ -1,6 +1,7 @@
 """Hydra config → plain library objects. The only place that knows the config layout."""
 
 import dataclasses
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -28,10 +29,24 @@ def build_or_exit(
     one log line naming the value and the fix, and exit status 2, before any compute."""
     try:
         use_cpu_cores(cfg.cpu_devices)
+        import_plugins(cfg.get("plugins") or [])
         return build(cfg)
     except (ValueError, TypeError) as error:
         log.error("%s: %s", failure, error)
         sys.exit(2)
+
+
+def import_plugins(modules) -> None:
+    """Import the user's modules named by ``plugins``, so that the tasks and constructions they
+    register (``register_task``, ``register_construction``) exist before the config is built."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ValueError(
+                f"plugins=[{', '.join(modules)}]: cannot import {name!r} ({error}); put the module on "
+                "PYTHONPATH (or install it) or drop it from plugins"
+            ) from None
 
 
 def _seeds(value) -> tuple[int, ...]:

@@ -20,11 +20,11 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from schurjax import tables
+from schurjax import tables, tasks
 from schurjax.interventions import SUBSETS, subset_name
 from schurjax.plots import SUBSET_LABELS, save
 from schurjax.results import write_csv
-from schurjax.tasks import make_task
+from schurjax.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,10 @@ def _no_results(sweep_dir: Path, jobs: Sequence[tables.SweepJob]) -> str:
 
 
 def headline_metric(task: str, rows: pd.DataFrame) -> str:
-    """The metric a task's results are judged by: the task's own ``headline_metric`` where it
-    declares one, else replay accuracy where its rows have it (copy), ΔFVU otherwise."""
-    try:
-        declared = getattr(make_task(task), "headline_metric", None)
-    except ValueError:  # a task registered only inside the jobs' processes
-        declared = None
-    if declared is not None:
-        return declared
+    """The metric a task's results are judged by: the registered task's own; for a task this process
+    does not know (registered only inside the jobs), replay accuracy where its rows have it."""
+    if task in TASKS:
+        return tasks.headline_metric(task)
     return "replay_accuracy" if rows["replay_accuracy"].notna().any() else "delta_fvu"
 
 

@@ -41,11 +41,9 @@ from .pipeline import RunSpec, TrainedModel, analyse, run, train_all
 from .protocols import training_protocol
 from .schur import ordered_schur
 from .subspace import DiagnosticsConfig
-from .tasks import Task, make_task
+from .tasks import Task, make_task, register_task
 from .train import TrainConfig, train_models
 from .weights import RNNWeights
-
-# register_task: re-export it here (and list it in __all__) once schurjax.tasks defines it.
 
 __all__ = [
     "DiagnosticsConfig",
@@ -61,6 +59,7 @@ __all__ = [
     "load_networks",
     "make_task",
     "ordered_schur",
+    "register_task",
     "run",
     "train_all",
     "train_models",

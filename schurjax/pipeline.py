@@ -54,7 +54,7 @@ from .training import (
     TRAINING_COLUMNS,
     TrainedModel,
     model_training_key,
-    replay_solved,
+    solved_check,
     train_all,
     training_columns,
     warn_diverged,
@@ -66,7 +66,7 @@ __all__ = [
     "identity_columns", "random_controls", "read_results", "result_rows", "run", "train", "write_fixed_points",
     "write_results", "write_run",
     # what other modules import from here, defined in the stage modules
-    "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "replay_solved",
+    "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "solved_check",
     "report_unlearned", "train_all", "unlearned",
 ]
 

@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .interventions import SUBSETS, subset_name
-from .results import is_diverged, mean_sem
+from .results import is_diverged, mean_sem, t_half_width
 from .subspace import PREDICTORS, predictive_power
+from .tasks import headline_metric
 
 SUBSET_LABELS = {
     "none": "full",
@@ -52,10 +53,10 @@ def _value(row: Mapping, metric: str) -> float | None:
 def subset_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:
     """Per (construction, width) panel: the run's headline metric for every subset, seeds as dots.
 
-    The copy task shows replay accuracy; the others ΔFVU (symmetric-log axis, since ablations
-    range from harmless to catastrophic). Diverged seeds are drawn hollow and left out of means.
+    The task's headline metric: replay accuracy for copy; ΔFVU for the others (symmetric-log
+    axis, since ablations range from harmless to catastrophic). Diverged seeds are drawn hollow and left out of means.
     """
-    metric = "replay_accuracy" if any(_value(r, "replay_accuracy") is not None for r in rows) else "delta_fvu"
+    metric = headline_metric(rows[0]["task"])
     constructions = list(dict.fromkeys(r["construction"] for r in rows))
     widths = list(dict.fromkeys(r["width"] for r in rows))
     names = [subset_name(s) for s in SUBSETS]
@@ -127,11 +128,7 @@ def _mean_and_error(values: Sequence[float], interval: str) -> tuple[float, floa
     mean, sem = mean_sem(values)
     if np.isnan(sem):
         return mean, 0.0
-    if interval == "sem":
-        return mean, sem
-    from scipy.stats import t  # only the confidence-interval figures need scipy.stats
-
-    return mean, float(t.ppf(0.975, len(values) - 1) * sem)
+    return mean, sem if interval == "sem" else t_half_width(sem, len(values))
 
 
 def lattice_figure(rows: Sequence[Mapping], stem: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from ._typing import Float
 from .columns import declare
 from .evaluate import EvalConfig, Evaluation, evaluate_weights
 from .interventions import SUBSETS, AblationSet
+from .tasks import headline_metric
 from .weights import RNNWeights
 
 EVALUATION_COLUMNS = declare(
@@ -36,11 +37,8 @@ class Scores:
 
 
 def reports_replay_accuracy(task: str) -> bool:
-    """Whether ``task``'s rows carry replay accuracy (the sign agreement of the replayed symbols).
-
-    The one task-specific choice of this stage, kept here until tasks declare their headline metric.
-    """
-    return task == "copy"
+    """Whether ``task``'s rows carry replay accuracy: the tasks whose headline metric it is (copy)."""
+    return headline_metric(task) == "replay_accuracy"
 
 
 def sensitivity(delta_fvu: float, removed_mass: float, min_removed_mass: float) -> tuple[float | None, str]:

@@ -13,15 +13,6 @@ from .tasks import Task, make_task
 from .train import TrainConfig
 
 
-def has_solved_criterion(task: str) -> bool:
-    """Whether training on ``task`` can stop once it is solved (copy: perfect replay, see
-    schurjax.training.replay_solved).
-
-    The one task-specific choice of the run's definition, kept here until tasks declare it.
-    """
-    return task == "copy"
-
-
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """Everything that defines a run. Validated on construction, before any compute."""
@@ -56,11 +47,11 @@ class RunSpec:
         for construction, width in itertools.product(self.constructions, self.widths):
             check_construction(construction, width)
         check_alpha(self.alpha)
-        self.train_task(), self.eval_task()
-        if self.train.until_solved and not has_solved_criterion(self.task):
+        task, _ = self.train_task(), self.eval_task()
+        if self.train.until_solved and not task.has_solved_criterion:
             raise ValueError(
-                f"train.until_solved=true needs a solved criterion, which only the copy task has; "
-                f"drop it for task={self.task}"
+                f"train.until_solved=true needs a solved criterion, which task {self.task!r} does not define "
+                f"(Task.solved); drop train.until_solved for task={self.task}"
             )
 
     def train_task(self) -> Task:

@@ -433,3 +433,9 @@ def make_task(name: str, /, **params) -> Task:
             f"unknown parameter(s) {', '.join(unknown)} for task {name!r}; valid: {', '.join(valid)}"
         )
     return cls(**params)
+
+
+def headline_metric(name: str) -> str:
+    """The result column a run of task ``name`` is judged by (figures, sweep summaries); ΔFVU for
+    data that no registered task made (networks analysed on the user's own inputs)."""
+    return TASKS[name].headline_metric if name in TASKS else Task.headline_metric

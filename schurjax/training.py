@@ -8,7 +8,7 @@ which keys, until when, and what is remembered of them.
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import equinox as eqx
@@ -18,15 +18,15 @@ import numpy as np
 from .cache import CachedModel, ModelCache, training_key
 from .columns import declare
 from .constructions import DenseRecurrent
-from .evaluate import evaluate_models
-from .model import init_model
+from ._typing import Array, Bool
+from .model import TanhRNN, init_model
 from .spec import RunSpec
 from .train import TrainResult, train_models
 from .weights import RNNWeights, export_weights
 
 log = logging.getLogger(__name__)
 
-# Trials of the check set that decides when a copy controller is solved.
+# Trials of the check set that decides when a model is solved (the copy task: perfect replay).
 SOLVED_CHECK_TRIALS = 256
 
 TRAINING_COLUMNS = declare(train_loss=float, train_steps=int, solved=bool, diverged=bool, source=str)
@@ -63,24 +63,25 @@ def training_columns(model: TrainedModel) -> dict:
     )
 
 
-def replay_solved(spec: RunSpec):
-    """Stopping criterion for the copy task: perfect replay over the evaluation lags.
+def solved_check(spec: RunSpec) -> Callable[[TanhRNN], np.ndarray]:
+    """The stopping criterion of ``train.until_solved``: the task's own :meth:`Task.solved` per model.
 
     Checked on its own trials (a key folded from the evaluation seed), so the held-out set that
-    the reported accuracy comes from never decides when training stops.
+    the reported metrics come from never decides when training stops.
     """
-    check_set = spec.eval_task()(jax.random.fold_in(jax.random.key(spec.eval.seed), 1), SOLVED_CHECK_TRIALS)
+    task = spec.eval_task()
+    inputs, targets, mask = task(jax.random.fold_in(jax.random.key(spec.eval.seed), 1), SOLVED_CHECK_TRIALS)
 
-    def solved(models) -> np.ndarray:
-        # The evaluator is one program partitioned across the devices; a parametrisation whose
-        # matrix needs a linear solve (Cayley) deadlocked there on 2 CPU devices (both
-        # partitions' LAPACK calls waiting on one small thread pool), so the matrices are formed
-        # once, on one device, and the evaluator sees plain dense networks.
+    @eqx.filter_jit
+    def solved(models: TanhRNN) -> Bool[Array, " M"]:
+        # Matrices formed on one device and the check rolled out as plain dense networks: a
+        # parametrisation whose matrix needs a linear solve (Cayley) deadlocked inside a program
+        # partitioned across 2 CPU devices (both partitions' LAPACK calls on one small thread pool).
         matrices = jax.vmap(lambda r: r.matrix())(models.recurrent)
         dense = eqx.tree_at(lambda m: m.recurrent, models, DenseRecurrent(matrices))
-        return evaluate_models(dense, check_set, spec.eval.models_per_call).sign_agreement == 1.0
+        return jax.vmap(lambda model: task.solved(model(inputs), targets, mask))(dense)
 
-    return solved
+    return lambda models: np.asarray(solved(models))
 
 
 def model_training_key(spec: RunSpec, construction: str, width: int, seed: int) -> dict:
@@ -149,7 +150,7 @@ def _train(
         [init_model(c, w, task.n_in, task.n_out, seed_keys[s][0]) for c, w, s in keys],
         [seed_keys[s][1] for _, _, s in keys],
         progress=progress,
-        stop_when=replay_solved(spec) if spec.train.until_solved else None,
+        stop_when=solved_check(spec) if spec.train.until_solved else None,
         checkpoint_path=checkpoint_path,
     )
     seconds = (time.perf_counter() - started) / len(keys)

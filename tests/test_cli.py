@@ -117,7 +117,7 @@ def test_copy_run_mixes_widths_and_parametrisations(tmp_path):
         ("seeds=[-1]", "seeds must be non-negative integers"),
         ("seeds=abc", "seeds='abc'"),
         ("alpha=0", "alpha must lie in (0, 1]"),
-        ("train.until_solved=true", "only the copy task has"),
+        ("train.until_solved=true", "needs a solved criterion, which task 'sine' does not define"),
         ("eval.random_controls=-2", "eval.random_controls must be an integer >= 0"),
         ("constructions=[dense_normal]", "even width"),
         ("diagnostics.pc_variance=0", "diagnostics.pc_variance=0"),

@@ -8,7 +8,10 @@ examples, this module) ends, so no other test sees them.
 import contextlib
 import dataclasses
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,14 +30,15 @@ from schurjax.constructions import (
 )
 from schurjax.evaluate import EvalConfig
 from schurjax.interventions import SUBSETS, subset_name
-from schurjax.pipeline import RunSpec, run
+from schurjax.pipeline import RunSpec, read_results, run
 from schurjax.protocols import PAPER, PROTOCOLS, training_protocol
 from schurjax.results import load_weights
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.tasks import TASKS, Task, make_task, register_task
 from schurjax.train import TrainConfig
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "EXTENDING.md"
+REPO = Path(__file__).resolve().parents[1]
+GUIDE = REPO / "docs" / "EXTENDING.md"
 PLUGIN_CONSTRUCTIONS = ("dense_skew", "low_rank_diagonal")
 STEPS = 200
 
@@ -285,3 +289,36 @@ def test_a_construction_must_build_a_recurrent_module(registries, key):
         init_recurrent("bare_matrix", 4, key)
     with pytest.raises(ValueError, match="choose from: .*bare_matrix \\(or register one with"):
         check_construction("orthogonal", 4)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_a_task_defined_outside_the_package_runs_from_the_command_line(tmp_path):
+    """The guide's task module and config, outside the repository: ``plugins=[...]`` imports the module,
+    ``hydra.searchpath`` finds its conf/task/echo.yaml, and the run trains and analyses it."""
+    (tmp_path / "echo_plugin.py").write_text(_guide_examples("Adding a task")[0])
+    (tmp_path / "conf" / "task").mkdir(parents=True)
+    (tmp_path / "conf" / "task" / "echo.yaml").write_text(_guide_examples("Adding a task", "yaml")[0])
+    out_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "task=echo", "plugins=[echo_plugin]",
+         f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hydra.run.dir={out_dir}", "cache_dir=null",
+         "seeds=1", "widths=[8]", "train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32",
+         "eval.random_controls=0", "diagnostics.fixed_points=false", "progress=false"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_results(out_dir / "results.csv")
+    assert [r["subset"] for r in rows] == [subset_name(s) for s in SUBSETS]
+    assert {r["task"] for r in rows} == {"echo"} and rows[0]["train_steps"] == 12
+
+
+def test_a_plugin_that_cannot_be_imported_is_named_with_the_fix(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "plugins=[no_such_plugin_module]", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 2
+    assert "cannot import 'no_such_plugin_module'" in done.stderr and "PYTHONPATH" in done.stderr
+    assert "Traceback" not in done.stderr
