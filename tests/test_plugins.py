@@ -29,10 +29,11 @@ from schurjax.constructions import (
     register_construction,
 )
 from schurjax.evaluate import EvalConfig
-from schurjax.interventions import SUBSETS, subset_name
+from schurjax.interventions import SUBSETS, ablate_all, subset_name
 from schurjax.pipeline import RunSpec, read_results, run
 from schurjax.protocols import PAPER, PROTOCOLS, training_protocol
-from schurjax.results import load_weights
+from schurjax.results import load_weights, read_table, write_csv
+from schurjax.schur import ordered_schur
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.tasks import TASKS, Task, make_task, register_task
 from schurjax.train import TrainConfig
@@ -82,6 +83,7 @@ def registries():
 def test_the_guide_has_the_examples_and_the_sections_it_promises():
     assert len(_guide_examples("Adding a task")) == 1 and len(_guide_examples("Adding a task", "yaml")) == 1
     assert len(_guide_examples("Adding a construction")) == 2
+    assert len(_guide_examples("Adding a diagnostic column")) == 1
     assert "\n## Adding a diagnostic column\n" in GUIDE.read_text()
 
 
@@ -322,3 +324,19 @@ def test_a_plugin_that_cannot_be_imported_is_named_with_the_fix(tmp_path):
     assert done.returncode == 2
     assert "cannot import 'no_such_plugin_module'" in done.stderr and "PYTHONPATH" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_guide_diagnostic_column_computes_and_reads_back_typed(tmp_path):
+    """The guide's column: its rows hold exactly the declared column, W̃(∅) = W has the model's own
+    spectral radius, and a table written with the declaration reads back as floats."""
+    (block,) = _guide_examples("Adding a diagnostic column")
+    namespace: dict = {}
+    exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102 (the guide's own code)
+    w = np.asarray(jax.random.normal(jax.random.key(0), (6, 6))) / 6**0.5
+    ablation = ablate_all(w, ordered_schur(w), 0.9)
+    rows = namespace["radius_columns"](ablation)
+    assert len(rows) == len(SUBSETS) and all(set(r) == set(namespace["RADIUS_COLUMNS"]) for r in rows)
+    # W̃(∅) is W up to the Schur round trip (float64: ~1e-15)
+    assert rows[0]["rho_ablated"] == pytest.approx(np.max(np.abs(np.linalg.eigvals(w))), rel=1e-12)
+    write_csv(tmp_path / "t.csv", rows, namespace["RADIUS_COLUMNS"])
+    assert read_table(tmp_path / "t.csv", namespace["RADIUS_COLUMNS"]) == rows
