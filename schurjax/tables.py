@@ -19,15 +19,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .results import read_csv
+from .pipeline import RESULT_COLUMNS
+from .results import SUMMARY_COLUMNS, read_csv
 
 # (a run's file, a sweep's file)
 RESULTS_FILES = ("results.csv", "sweep_results.csv")
 SUMMARY_FILES = ("summary.csv", "sweep_summary.csv")
 # Config keys that set a table column of another name; every other key (alpha, task) is its column's name.
 KEY_COLUMNS = {"widths": "width", "constructions": "construction", "seeds": "seed"}
-# Read as booleans even where every cell is empty (solved outside the copy task).
-BOOLEAN_COLUMNS = ("diverged", "solved")
+# The cell type of every column a run writes, as its stage declares it (override columns are sniffed).
+DECLARED_TYPES = {**RESULT_COLUMNS, **SUMMARY_COLUMNS}
 
 Source = str | os.PathLike
 
@@ -132,16 +133,26 @@ def _parse(text: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parse_column(name: str, cells: pd.Series) -> pd.Series:
+    """A column as its declared type (schurjax.columns); an override column as the type its cells show."""
     empty = cells == ""
-    present = cells[~empty]
-    if name in BOOLEAN_COLUMNS or (len(present) and present.str.lower().isin(["true", "false"]).all()):
+    kind = DECLARED_TYPES.get(name) or _sniffed_type(cells[~empty])
+    if kind is bool:
         values = cells.str.lower().map({"true": True, "false": False})
         return values.astype("boolean" if empty.any() else bool)
-    try:
-        # float() itself, unlike pd.to_numeric, reads what repr(float) writes: nan and inf too
-        values = cells.mask(empty).astype("float64")
-    except ValueError:
+    if kind is str:
         return cells.mask(empty)
-    if len(present) and present.str.fullmatch(r"[+-]?\d+").all():
+    # float() itself, unlike pd.to_numeric, reads what repr(float) writes: nan and inf too
+    values = cells.mask(empty).astype("float64")
+    if kind is int:
         return values.astype("Int64" if empty.any() else "int64")
     return values
+
+
+def _sniffed_type(present: pd.Series) -> type:
+    if len(present) and present.str.lower().isin(["true", "false"]).all():
+        return bool
+    try:
+        present.astype("float64")
+    except ValueError:
+        return str
+    return int if len(present) and present.str.fullmatch(r"[+-]?\d+").all() else float

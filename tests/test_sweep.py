@@ -18,8 +18,8 @@ from experiments.sweep import (
     summarise_sweep,
 )
 from schurjax.interventions import SUBSETS
+from schurjax.pipeline import RESULT_COLUMNS
 from schurjax.results import (
-    RESULT_COLUMNS,
     SUMMARY_COLUMNS,
     read_csv,
     summarise,
