@@ -60,6 +60,11 @@ def _seeds(value) -> tuple[int, ...]:
     )
 
 
+def _alpha(value) -> float | tuple[float, ...]:
+    """``alpha=0.9``, or ``alpha=[0.85,0.9,0.95]``: several thresholds analysed in one run."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _as_tuple(value) -> tuple:
     # A single value given without brackets (widths=64) is a one-element list.
     return tuple(value) if isinstance(value, list) else (value,)
@@ -89,7 +94,7 @@ def run_spec(cfg: DictConfig) -> RunSpec:
         seeds=_seeds(plain["seeds"]),
         widths=_as_tuple(plain["widths"]),
         constructions=_as_tuple(plain["constructions"]),
-        alpha=plain["alpha"],
+        alpha=_alpha(plain["alpha"]),
         task_params=task.get("params") or {},
         eval_task_params=task.get("eval_params") or {},
         protocol=protocol,

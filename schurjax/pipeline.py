@@ -1,6 +1,6 @@
 """The whole experiment as a sequence of named stages:
 
-    train → decompose (Schur + ablations) → evaluate → controls → diagnostics → rows → write
+    train → Schur (once) → per α: ablate → evaluate → controls → diagnostics → rows → write
 
 Usable from a notebook: build a :class:`RunSpec` and call :func:`run`. The Hydra entry point in
 ``experiments/run.py`` only turns a config into a :class:`RunSpec`. Each stage computes its own
@@ -9,6 +9,7 @@ their declarations in table order, and :func:`read_results` reads a results.csv 
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -62,8 +63,9 @@ from .training import (
 
 __all__ = [
     # the stages and the table they fill
-    "CONTROL_COLUMNS", "RESULT_COLUMNS", "analyse", "check_run_directory", "decompose", "diagnose",
-    "identity_columns", "random_controls", "read_results", "result_rows", "run", "train", "write_fixed_points",
+    "CONTROL_COLUMNS", "RESULT_COLUMNS", "ablate", "analyse", "check_run_directory", "diagnose",
+    "identity_columns", "random_controls", "read_results", "result_rows", "run", "schur_coordinates", "train",
+    "write_fixed_points",
     "write_results", "write_run",
     # what other modules import from here, defined in the stage modules
     "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "solved_check",
@@ -98,10 +100,14 @@ def train(spec: RunSpec, *, progress: bool, cache_dir: str | Path | None) -> lis
     return trained
 
 
-def decompose(trained: Sequence[TrainedModel], alpha: float) -> tuple[list[SchurCoords], list[AblationSet]]:
-    """Ordered Schur coordinates of every W_hh and its 8 ablations at ``alpha``."""
-    coords = [ordered_schur(m.weights.w_hh) for m in trained]
-    return coords, [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
+def schur_coordinates(trained: Sequence[TrainedModel]) -> list[SchurCoords]:
+    """Ordered Schur coordinates of every W_hh: once per model, whatever the number of α."""
+    return [ordered_schur(m.weights.w_hh) for m in trained]
+
+
+def ablate(trained: Sequence[TrainedModel], coords: Sequence[SchurCoords], alpha: float) -> list[AblationSet]:
+    """The 8 ablations of every W_hh at ``alpha``."""
+    return [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
 
 
 def _control_rows(
@@ -205,21 +211,46 @@ def analyse(
     data,
     *,
     task: str,
-    alpha: float,
+    alpha: float | Sequence[float],
     config: EvalConfig,
     has_targets: bool = True,
     diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
     stopwatch: Stopwatch | None = None,
 ) -> list[dict]:
-    """Ordered Schur, all 8 ablations at ``alpha``, and one batched evaluation: result rows.
+    """Ordered Schur, all 8 ablations at each ``alpha``, and batched evaluations: result rows.
 
-    ``data`` is ``(inputs, targets, mask)``; without real targets (``has_targets=False``, user
-    inputs) FVU-based columns stay empty and ``rollout_distance`` carries the comparison.
-    ``stopwatch`` records the time of each stage.
+    ``alpha`` is one threshold or several; the Schur decomposition is computed once and each α
+    adds its own rows (α by α, models in order, the 8 subsets of each). ``data`` is ``(inputs,
+    targets, mask)``; without real targets (``has_targets=False``, user inputs) FVU-based columns
+    stay empty and ``rollout_distance`` carries the comparison. ``stopwatch`` records the time of
+    each stage.
     """
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
+    with stopwatch("Schur + ablations"):
+        coords = schur_coordinates(trained)
+    alphas = tuple(alpha) if isinstance(alpha, Sequence) else (alpha,)
+    analysis = functools.partial(
+        _analyse_at, trained, coords, data, task=task, config=config, has_targets=has_targets,
+        diagnostics=diagnostics, stopwatch=stopwatch,
+    )
+    return [row for each in alphas for row in analysis(each)]
+
+
+def _analyse_at(
+    trained: Sequence[TrainedModel],
+    coords: Sequence[SchurCoords],
+    data,
+    alpha: float,
+    *,
+    task: str,
+    config: EvalConfig,
+    has_targets: bool,
+    diagnostics: DiagnosticsConfig,
+    stopwatch: Stopwatch,
+) -> list[dict]:
+    """The result rows at one α, from the models' Schur coordinates."""
     with stopwatch("Schur + ablations") as decomposing:
-        coords, ablations = decompose(trained, alpha)
+        ablations = ablate(trained, coords, alpha)
     with stopwatch("evaluation") as evaluating:
         scores = score_ablations([m.weights for m in trained], ablations, data, config)
     with stopwatch("random controls") as controlling:
@@ -227,7 +258,8 @@ def analyse(
     with stopwatch("subspace diagnostics") as diagnosing:
         subspace = diagnose(trained, ablations, data, config, diagnostics)
     log.info(
-        "analysis: Schur + ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
+        "analysis at alpha %g: ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
+        alpha,
         len(trained),
         decomposing.seconds,
         len(scores.delta_fvu),
@@ -249,15 +281,25 @@ def analyse(
 
 
 def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
-    """results.csv, summary.csv and the figures of one analysis."""
+    """results.csv, summary.csv and the figures of one analysis (figures per α where it has several)."""
     write_csv(out_dir / "results.csv", rows, RESULT_COLUMNS)
     write_csv(out_dir / "summary.csv", summarise(rows), SUMMARY_COLUMNS)
     task = rows[0]["task"]
-    plots.subset_figure(rows, out_dir / "figures" / f"{task}_subsets")
-    if any(row.get("ctrl_raw_median") is not None for row in rows):
-        plots.control_figure(rows, out_dir / "figures" / f"{task}_random_controls")
+    figures = out_dir / "figures"
+    for suffix, at_alpha in _per_alpha(rows):
+        plots.subset_figure(at_alpha, figures / f"{task}_subsets{suffix}")
+        if any(row.get("ctrl_raw_median") is not None for row in at_alpha):
+            plots.control_figure(at_alpha, figures / f"{task}_random_controls{suffix}")
     if any(row.get("pc_overlap") is not None and row.get("delta_fvu") is not None for row in rows):
-        plots.diagnostic_figure(rows, out_dir / "figures" / f"{task}_diagnostics")
+        plots.diagnostic_figure(rows, figures / f"{task}_diagnostics")
+
+
+def _per_alpha(rows: Sequence[Mapping]) -> list[tuple[str, list[Mapping]]]:
+    """(file-name suffix, rows) per α: no suffix for a run of one α, ``_alpha<α>`` for several."""
+    alphas = list(dict.fromkeys(row["alpha"] for row in rows))
+    if len(alphas) == 1:
+        return [("", list(rows))]
+    return [(f"_alpha{alpha:g}", [row for row in rows if row["alpha"] == alpha]) for alpha in alphas]
 
 
 def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:

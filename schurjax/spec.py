@@ -21,7 +21,9 @@ class RunSpec:
     seeds: tuple[int, ...] = (0, 1, 2)
     widths: tuple[int, ...] = (64,)
     constructions: tuple[str, ...] = ("dense_orthogonal",)
-    alpha: float = 0.9
+    # The leading-sector threshold, or several: each α is analysed from the same training and Schur
+    # decomposition, one row per model × α × subset (``alpha`` column).
+    alpha: float | tuple[float, ...] = 0.9
     task_params: Mapping = dataclasses.field(default_factory=dict)
     # Overrides of task_params for the held-out set (the copy task scores 128 replay lags).
     eval_task_params: Mapping = dataclasses.field(default_factory=dict)
@@ -46,13 +48,23 @@ class RunSpec:
             raise ValueError("constructions is empty; give at least one (e.g. constructions=[dense_orthogonal])")
         for construction, width in itertools.product(self.constructions, self.widths):
             check_construction(construction, width)
-        check_alpha(self.alpha)
+        if isinstance(self.alpha, list | tuple):
+            object.__setattr__(self, "alpha", tuple(self.alpha))
+            if not self.alpha or len(set(self.alpha)) < len(self.alpha):
+                raise ValueError(f"alpha={list(self.alpha)}: give one threshold or a list of distinct ones")
+        for alpha in self.alphas:
+            check_alpha(alpha)
         task, _ = self.train_task(), self.eval_task()
         if self.train.until_solved and not task.has_solved_criterion:
             raise ValueError(
                 f"train.until_solved=true needs a solved criterion, which task {self.task!r} does not define "
                 f"(Task.solved); drop train.until_solved for task={self.task}"
             )
+
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        """Every leading-sector threshold of the run, in the order given."""
+        return self.alpha if isinstance(self.alpha, tuple) else (self.alpha,)
 
     def train_task(self) -> Task:
         return make_task(self.task, **self.task_params)

@@ -85,16 +85,16 @@ def _reused(spec: RunSpec, cache: ModelCache) -> str:
 def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCache) -> list[dict]:
     trained = train_all(spec.copy, progress=progress, cache=cache)
     data = held_out_set(spec.copy.eval_task(), spec.copy.eval)
-    rows = []
+    # One Schur decomposition per controller for every α of the table (one row per model × α × subset).
+    rows = analyse(
+        trained, data, task="copy", alpha=spec.alphas, config=spec.copy.eval, diagnostics=spec.copy.diagnostics
+    )
     for alpha in spec.alphas:
-        at_alpha = analyse(
-            trained, data, task="copy", alpha=alpha, config=spec.copy.eval, diagnostics=spec.copy.diagnostics
-        )
+        at_alpha = [r for r in rows if r["alpha"] == alpha]
         if alpha == spec.copy.alpha:
             write_run(spec.copy, trained, at_alpha, out_dir / "copy")
         else:
             write_results(at_alpha, out_dir / f"copy_alpha{alpha:g}")
-        rows += at_alpha
     return rows
 
 
