@@ -21,7 +21,7 @@ from .cache import CachedModel, ModelCache, training_key
 from .constructions import DenseRecurrent, check_construction
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
 from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
-from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
+from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points, save_fixed_points
 from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
 from .model import init_model
 from .results import (
@@ -415,13 +415,13 @@ def write_results(rows: Sequence[Mapping], out_dir: Path) -> None:
 
 
 def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
-    """fixed_points.csv, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
+    """fixed_points.csv and .npz, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
     started = time.perf_counter()
     task = spec.eval_task()
     identities = [
         dict(task=spec.task, construction=m.construction, width=m.width, seed=m.seed, alpha=spec.alpha) for m in trained
     ]
-    points, summary = find_fixed_points(
+    points, summary, states = find_fixed_points(
         [m.weights for m in trained],
         identities,
         task,
@@ -435,6 +435,7 @@ def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Seq
     delta_fvu = {(r["construction"], r["width"], r["seed"], r["subset"]): r["delta_fvu"] for r in rows}
     summary = [s | dict(delta_fvu=delta_fvu[s["construction"], s["width"], s["seed"], s["subset"]]) for s in summary]
     write_csv(out_dir / "fixed_points.csv", points, FIXED_POINT_COLUMNS)
+    save_fixed_points(out_dir / "fixed_points.npz", points, states)
     write_csv(out_dir / "fixed_point_summary.csv", summary, FIXED_POINT_SUMMARY_COLUMNS)
     plots.fixed_point_figure(points, out_dir / "figures" / f"{spec.task}_fixed_points")
     log.info(
