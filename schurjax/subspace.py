@@ -56,7 +56,7 @@ class DiagnosticsConfig:
     fixed_points: bool = True
     # ablations whose fixed points are found; "none" (the full model) is the reference
     fixed_point_subsets: tuple[str, ...] = ("none", "T_RR", "T_CR", "T_CC")
-    n_starts: int = 128
+    n_starts: int = 256
     # Newton: at most this many steps per start; a solve converges when its last step and
     # residual are both below solver_tolerance (absolute and relative to the state, float32)
     max_steps: int = 20
