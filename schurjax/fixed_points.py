@@ -5,29 +5,31 @@ F(h, x*) = tanh(W_xh x* + W_hh h + b_h). The finder runs Newton's method on G wi
 Jacobian diag(1 − F²) W_hh − I (``optimistix.Newton``, iterates clipped to the cube [−1, 1]^Nh
 that holds every fixed point) from many states sampled on the network's own held-out
 trajectories plus Gaussian noise. Newton converges to whichever root is near, stable or not, so
-it reaches the saddles between attractors, which minimising the speed q(h) = ½‖G(h)‖² from
-trajectory states rarely does. One jitted program covers every start, input and network (stacked,
+it reaches the saddles between attractors, which minimising the speed q(h) = ½‖G(h)‖² from the
+same states mostly misses. One jitted program solves every start, input and network (stacked,
 padded to one width; padded units stay at 0).
 
 Host code (numpy, float64) then keeps the end points with q below ``tolerance``, adds each
 point's mirror −h where the drive W_xh x* + b_h is zero (F is odd there, so −h is a fixed point
 too), merges duplicates, classifies each point by the eigenvalues λ of its Jacobian
-diag(1 − F²) W_hh (stable: max |λ| < 1; ``n_unstable``: the number of |λ| > 1, 1 for the saddle
-between two attractors) and matches the fixed points of each ablated network to those of its
-full network. A start whose solve does not converge but ends with q below ``tolerance`` is kept
-as a slow point: the slow points of a continuous attractor (cdi's integrator) pass, so there a
-count measures how finely the attractor is sampled, not a number of isolated points.
+diag(1 − F²) W_hh (``stable``: max |λ| < 1; ``n_unstable``: the number of |λ| > 1, 1 for the
+saddle between two attractors) and matches the fixed points of each ablated network to those of
+its full network. ``converged`` says whether the solve that ended there converged: an end point
+kept although its solve did not (it ran out of steps) is a slow point, where q is small but
+Newton's steps are not. The slow points of a continuous attractor (cdi's integrator) can pass,
+so there a count measures how finely the attractor is sampled, not a number of isolated points.
 
-The state of every fixed point is saved to ``fixed_points.npz`` (:func:`save_fixed_points`),
-one entry per row of fixed_points.csv and in the same order: ``states`` [P, Nh_max] (float64,
-zero beyond each network's width) and the key columns ``task``, ``construction``, ``width``,
-``seed``, ``alpha``, ``subset``, ``input_level``, ``fp_index`` as arrays of length P.
+``fixed_points.npz`` (:func:`save_fixed_points`) holds the state of every fixed point, one entry
+per row of fixed_points.csv and in the same order: ``states`` [P, Nh_max] (float64, zero beyond
+each network's width) and the key columns ``task``, ``construction``, ``width``, ``seed``,
+``alpha``, ``subset``, ``input_level``, ``fp_index`` as arrays of length P.
 :func:`load_fixed_points` reads it back as {(construction, width, seed, subset, input_level):
-states [K, width] in ``fp_index`` order}.
+states [K, width] in ``fp_index`` order}, e.g. to simulate a network from its saddles.
 """
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import equinox as eqx
@@ -41,6 +43,7 @@ from .devices import on_cpu
 from .evaluate import stack_weights
 from .interventions import SUBSETS, ablate_all, parse_subset
 from .model import TanhRNN
+from .results import _atomic_path
 from .schur import ordered_schur
 from .subspace import DiagnosticsConfig, StateGeometry, state_geometry
 from .tasks import CdiTask, SineTask, Task
@@ -91,8 +94,8 @@ def draw_starts(
 ) -> tuple[Int[np.ndarray, "M S"], Float[np.ndarray, "M S Nh"]]:
     """Per model, which of its ``n_states`` rollout states to start from and the noise to add.
 
-    Drawn on the host: compiling a jax.random program costs seconds on a CPU, more than the
-    whole solve. Model i's draws depend only on ``key``, i and its width (``widths[i]``); the
+    Drawn on the host: compiling a jax.random program takes seconds on a CPU (measured 3-4 s
+    on a loaded 2-core machine), longer than the whole solve. Model i's draws depend only on ``key``, i and its width (``widths[i]``); the
     noise is zero on the units that pad it to the widest model.
     """
     seed = [int(word) for word in np.asarray(jax.random.key_data(key)).ravel()]
@@ -129,7 +132,7 @@ def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[A
     return jnp.tanh(drive + w_hh @ h) - h
 
 
-def starts_per_call() -> int | None:
+def _starts_per_call() -> int | None:
     """Starts solved side by side: 4 on CPU, all on GPU and TPU.
 
     Starts solved together iterate until the slowest of them converges. On CPU the LU
@@ -154,7 +157,7 @@ def newton_solve(
 
     Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
     a solve that hits ``max_steps`` or a singular Jacobian returns its last iterate. ``group``
-    starts are solved side by side (:func:`starts_per_call`; None: all).
+    starts are solved side by side (None: all).
     """
     solver = optx.Newton(rtol=solver_tolerance, atol=solver_tolerance)
     n_models, n_levels, n_starts = drives.shape[0], drives.shape[1], starts.shape[1]
@@ -211,7 +214,7 @@ def linear_stability(
     return moduli.max(axis=1), (moduli > 1).sum(axis=1)
 
 
-def match_to_full(
+def _match_to_full(
     found: Float[np.ndarray, "K Nh"], reference: Float[np.ndarray, "R Nh"], radius: float
 ) -> list[tuple[int | None, float | None]]:
     """Per point, (index of the nearest reference point if within ``radius``, distance to the nearest)."""
@@ -237,7 +240,7 @@ def _variants(weights: Sequence[RNNWeights], alpha: float, subsets: Sequence[str
     return variants
 
 
-def solve_all(
+def _solve_all(
     variants: Sequence[RNNWeights],
     inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
     levels: Float[np.ndarray, "L Nx"],
@@ -257,7 +260,7 @@ def solve_all(
     if models.b_h is not None:
         drives = drives + models.b_h[:, None, :]
     w_hh = jax.vmap(lambda r: r.matrix())(models.recurrent)
-    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, config.solver_tolerance, starts_per_call())
+    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, config.solver_tolerance, _starts_per_call())
     return np.asarray(ends, np.float64), np.asarray(converged)
 
 
@@ -288,7 +291,7 @@ def network_fixed_points(
     slow = np.flatnonzero(q < tolerance)
     kept = slow[deduplicate(ends[slow], q[slow], radius)]
     found = _Found(ends[kept], q[kept], converged[kept], *linear_stability(ends[kept], w_hh, drive))
-    if drive.any():
+    if drive.any() or len(kept) == 0:
         return found
     # A zero drive makes F odd, F(−h) = −F(h): each point's mirror is a fixed point too, with the
     # same Jacobian diag(1 − F²) W_hh.
@@ -302,7 +305,7 @@ def _rows(
     prefix: Mapping, found: _Found, reference: _Found, geometry: StateGeometry, radius: float
 ) -> tuple[list[dict], dict]:
     """The fixed_points.csv rows of one network and input, and its summary row (without ΔFVU)."""
-    matches = match_to_full(found.states, reference.states, radius)
+    matches = _match_to_full(found.states, reference.states, radius)
     coordinates = geometry.project(found.states) if len(found.states) else np.zeros((0, 2))
     changed = [None if m is None else bool(s != reference.stable[m]) for s, (m, _) in zip(found.stable, matches)]
     points = [
@@ -361,7 +364,7 @@ def find_fixed_points(
     variants = _variants(weights, alpha, subsets)
     geometries = state_geometry(weights, inputs, models_per_call)
     labels, levels = rest_inputs(task, config.input_levels)
-    ends, converged = solve_all(variants, inputs, levels, key, len(subsets), config)
+    ends, converged = _solve_all(variants, inputs, levels, key, len(subsets), config)
 
     points, summaries, states = [], [], []
     for i, (w, identity, geometry) in enumerate(zip(weights, identities, geometries)):
@@ -386,8 +389,10 @@ def find_fixed_points(
 def save_fixed_points(path: str | os.PathLike, points: Sequence[Mapping], states: Float[np.ndarray, "P Nh"]) -> None:
     """Write ``fixed_points.npz``: the ``states`` of the fixed-point rows ``points`` and their key columns."""
     keys = {column: np.array([row[column] for row in points]) for column in STATE_KEYS}
-    with open(path, "wb") as handle:
+    temporary = _atomic_path(Path(path))
+    with open(temporary, "wb") as handle:
         np.savez(handle, states=states, **keys)
+    os.replace(temporary, path)
 
 
 def load_fixed_points(path: str | os.PathLike) -> dict[tuple[str, int, int, str, str], Float[np.ndarray, "K Nh"]]:

@@ -57,8 +57,8 @@ class DiagnosticsConfig:
     # ablations whose fixed points are found; "none" (the full model) is the reference
     fixed_point_subsets: tuple[str, ...] = ("none", "T_RR", "T_CR", "T_CC")
     n_starts: int = 256
-    # Newton: at most this many steps per start; a solve converges when its last step and
-    # residual are both below solver_tolerance (absolute and relative to the state, float32)
+    # Newton: at most this many steps per start; a solve has converged when every unit's last
+    # step is below solver_tolerance × (1 + |h|) and its residual below solver_tolerance (float32)
     max_steps: int = 20
     solver_tolerance: float = 1e-6
     # q(h*) below this counts as a fixed point (float32 round-off puts q near 1e-13 at Nh = 64);

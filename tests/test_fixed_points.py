@@ -171,7 +171,8 @@ CONFIG = DiagnosticsConfig(n_starts=48, start_noise=0.3, start_trials=16)
 
 def _run(weights, config=CONFIG):
     identities = [
-        {"task": "flipflop", "construction": "dense", "width": w.width, "seed": i, "alpha": 0.9} for i, w in enumerate(weights)
+        {"task": "flipflop", "construction": "dense", "width": w.width, "seed": i, "alpha": 0.9}
+        for i, w in enumerate(weights)
     ]
     inputs = FLIPFLOP(jax.random.key(1), 16)[0]
     return find_fixed_points(weights, identities, FLIPFLOP, inputs, jax.random.key(2), alpha=0.9, config=config)
@@ -242,8 +243,13 @@ def test_saved_states_are_fixed_points_of_the_saved_networks_and_their_ablations
     assert not np.allclose(loaded["dense", 3, 0, "T_CR", "zero"][:1], loaded["dense", 3, 0, "none", "zero"][:1])
 
 
-def test_config_fields_reach_the_solver():
-    weights = RNNWeights(w_xh=3 * np.eye(2), w_hh=2 * np.eye(2), w_hy=np.eye(2))
-    points, _, _ = _run([weights], dataclasses.replace(CONFIG, max_steps=1, fixed_point_subsets=("none",)))
-    # one Newton step from noisy starts converges nowhere: whatever is kept is a slow point
-    assert all(not p["converged"] for p in points)
+def test_max_steps_reaches_the_solver_and_unconverged_slow_points_are_flagged():
+    # two marginal units, tanh(h) = h only at the triple root 0: Newton needs ~40 steps to
+    # converge, so with 5 every end point near 0 is a slow point (kept, not converged)
+    weights = [RNNWeights(w_xh=np.eye(2), w_hh=np.eye(2), w_hy=np.eye(2))]
+    config = dataclasses.replace(CONFIG, fixed_point_subsets=("none",))
+    points, _, states = _run(weights, dataclasses.replace(config, max_steps=60))
+    assert len(points) == 1 and points[0]["converged"] and np.abs(states).max() < 1e-2
+    points, _, _ = _run(weights, dataclasses.replace(config, max_steps=5))
+    assert len(points) >= 1 and not any(p["converged"] for p in points)
+    assert all(p["q"] < config.tolerance for p in points)
