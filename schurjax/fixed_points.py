@@ -176,7 +176,7 @@ def newton_solve(
         )
         return solution.value, solution.result == optx.RESULTS.successful
 
-    ends, converged = jax.lax.map(one, problems, batch_size=group)
+    ends, converged = jax.lax.map(one, problems, batch_size=group or len(problems[0]))
     return ends.reshape(n_models, n_levels, n_starts, -1), converged.reshape(n_models, n_levels, n_starts)
 
 
