@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     reference_s = seeds * steps / reference["torch_models_steps_per_s"]
     base = ["task=flipflop", f"seeds={seeds}", f"train.steps={steps}"]
     if args.quick:
-        base += ["eval.trials=64", "diagnostics.iterations=50"]
+        base += ["eval.trials=64", "diagnostics.n_starts=32"]
     rows = []
     for name, extra in CONFIGS.items():
         seconds = time_command(base + extra, args.cpu_devices)

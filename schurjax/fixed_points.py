@@ -1,141 +1,214 @@
 """Fixed points of full and ablated networks (Sussillo & Barak 2013; Golub's fixed-point-finder).
 
-For a constant input x*, a fixed point solves h = F(h, x*) = tanh(W_xh x* + W_hh h + b_h). The
-finder minimises the speed q(h) = ½‖F(h, x*) − h‖² with Adam from many states sampled on the
-network's own held-out trajectories (plus a little noise), for a fixed number of steps; one
-jitted program covers every start, input and network (stacked, padded to one width). Host code
-(numpy, float64) then keeps the points with q below a tolerance, merges duplicates, classifies
-each by the eigenvalues of its Jacobian diag(1 − F²) W_hh (stable: max |λ| < 1), and matches the
-fixed points of each ablated network to those of its full network.
+For a constant input x*, a fixed point solves G(h) = F(h, x*) − h = 0 with
+F(h, x*) = tanh(W_xh x* + W_hh h + b_h). The finder runs Newton's method on G with its exact
+Jacobian diag(1 − F²) W_hh − I (``optimistix.Newton``, iterates clipped to the cube [−1, 1]^Nh
+that holds every fixed point) from many states sampled on the network's own held-out
+trajectories plus Gaussian noise. Newton converges to whichever root is near, stable or not, so
+it reaches the saddles between attractors, which minimising the speed q(h) = ½‖G(h)‖² from the
+same states mostly misses. One jitted program solves every start, input and network (stacked,
+padded to one width; padded units stay at 0).
 
-Minimising q also finds saddles and unstable points, which a forward simulation never reaches;
-the slow points of a continuous attractor (cdi's integrator) pass the tolerance too, so there a
-count measures how finely the attractor is sampled, not a number of isolated points.
+Host code (numpy, float64) then keeps the end points with q below ``tolerance``, adds each
+point's mirror −h where the drive W_xh x* + b_h is zero (F is odd there, so −h is a fixed point
+too), merges duplicates, classifies each point by the eigenvalues λ of its Jacobian
+diag(1 − F²) W_hh (``stable``: max |λ| < 1; ``n_unstable``: the number of |λ| > 1, 1 for the
+saddle between two attractors) and matches the fixed points of each ablated network to those of
+its full network. ``converged`` says whether the solve that ended there converged: an end point
+kept although its solve did not (it ran out of steps) is a slow point, where q is small but
+Newton's steps are not. The slow points of a continuous attractor (cdi's integrator) can pass,
+so there a count measures how finely the attractor is sampled, not a number of isolated points.
+
+``fixed_points.npz`` (:func:`save_fixed_points`) holds the state of every fixed point, one entry
+per row of fixed_points.csv and in the same order: ``states`` [P, Nh_max] (float64, zero beyond
+each network's width) and the key columns ``task``, ``construction``, ``width``, ``seed``,
+``alpha``, ``subset``, ``input_level``, ``fp_index`` as arrays of length P.
+:func:`load_fixed_points` reads it back as {(construction, width, seed, alpha, subset,
+input_level): states [K, width] in ``fp_index`` order}, e.g. to simulate a network from its saddles.
 """
 
+import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+import optimistix as optx
 
-from ._typing import Array, Float, Int, Key, PRNGKeyArray
+from ._typing import Array, Bool, Float, Int, PRNGKeyArray
+from .atomic import atomic_write
+from .devices import on_cpu
 from .evaluate import stack_weights
 from .interventions import SUBSETS, ablate_all, parse_subset
 from .model import TanhRNN
 from .schur import ordered_schur
-from .subspace import DiagnosticsConfig, state_geometry
-from .tasks import CdiTask, SineTask, Task
+from .subspace import DiagnosticsConfig, StateGeometry, state_geometry
+from .tasks import Task
 from .weights import RNNWeights
 
 FIXED_POINT_COLUMNS = (
     "task", "construction", "width", "seed", "alpha", "subset", "input_level", "fp_index", "q", "pc1", "pc2",
-    "max_abs_eig", "stable", "matched_full_index", "displacement", "stability_changed",
+    "max_abs_eig", "stable", "matched_full_index", "displacement", "stability_changed", "n_unstable",
+    "converged",
 )
 FIXED_POINT_SUMMARY_COLUMNS = (
     "task", "construction", "width", "seed", "alpha", "subset", "input_level", "n_fixed_points", "n_stable",
-    "n_full", "n_full_survived", "mean_displacement", "n_stability_changed", "delta_fvu",
+    "n_full", "n_full_survived", "mean_displacement", "n_stability_changed", "delta_fvu", "n_saddles",
 )
+# the columns of fixed_points.csv that identify a row in fixed_points.npz
+STATE_KEYS = ("task", "construction", "width", "seed", "alpha", "subset", "input_level", "fp_index")
 
 
-def rest_inputs(task: Task, levels: int) -> tuple[list[str], Float[np.ndarray, "L Nx"]]:
-    """The constant inputs x* whose fixed points are sought, with a label for each.
+class FixedPoints(NamedTuple):
+    """What :func:`find_fixed_points` finds: CSV rows, summary rows, and the state of each point row."""
 
-    - flipflop, copy: zero, the input between pulses and during replay, where the memories
-      (flip-flop: up to 2³ = 8 attractors) must persist on their own;
-    - sine: the static cue at ``levels`` evenly spaced x in [0, 1] (input x + cue_offset), where
-      Sussillo & Barak find one input-dependent fixed point the oscillation turns around;
-    - cdi: zero (fixation, delay and decision: the integrator must hold its value) and each
-      context cue with silent sensory channels, the linearisation points of Mante et al. 2013.
+    points: list[dict]
+    summary: list[dict]
+    # states[i] is the fixed point of points[i], zero beyond its network's width
+    states: Float[np.ndarray, "P Nh"]
+
+
+def draw_starts(
+    key: PRNGKeyArray, widths: Sequence[int], n_states: int, n_starts: int, noise: float
+) -> tuple[Int[np.ndarray, "M S"], Float[np.ndarray, "M S Nh"]]:
+    """Per model, which of its ``n_states`` rollout states to start from and the noise to add.
+
+    Drawn on the host: compiling a jax.random program takes seconds on a CPU (measured 3-4 s
+    on a loaded 2-core machine), longer than the whole solve. Model i's draws depend only on ``key``, i and its width (``widths[i]``); the
+    noise is zero on the units that pad it to the widest model.
     """
-    if isinstance(task, SineTask):
-        cues = np.linspace(0.0, 1.0, levels) if levels > 1 else np.array([0.5])
-        return [f"cue={x:.3g}" for x in cues], (cues + task.cue_offset)[:, None]
-    if isinstance(task, CdiTask):
-        return ["zero", "context0", "context1"], np.array([[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float64)
-    return ["zero"], np.zeros((1, task.n_in))
-
-
-def speed(h: Float[Array, " Nh"], w_hh: Float[Array, "Nh Nh"], drive: Float[Array, " Nh"]) -> Float[Array, ""]:
-    """q(h) = ½‖tanh(drive + W_hh h) − h‖², drive = W_xh x* + b_h."""
-    residual = jnp.tanh(drive + w_hh @ h) - h
-    return 0.5 * jnp.sum(residual * residual)
+    seed = [int(word) for word in np.asarray(jax.random.key_data(key)).ravel()]
+    picks = np.zeros((len(widths), n_starts), np.int64)
+    jitter = np.zeros((len(widths), n_starts, max(widths)), np.float32)
+    for i, width in enumerate(widths):
+        rng = np.random.default_rng([*seed, i])
+        picks[i] = rng.integers(0, n_states, n_starts)
+        jitter[i, :, :width] = noise * rng.standard_normal((n_starts, width))
+    return picks, jitter
 
 
 @eqx.filter_jit
 def sample_starts(
-    models: TanhRNN, inputs: Float[Array, "B T Nx"], keys: Key[Array, " M"], n_starts: int, noise: float
+    models: TanhRNN, inputs: Float[Array, "B T Nx"], picks: Int[Array, "M S"], noise: Float[Array, "M S Nh"]
 ) -> Float[Array, "M S Nh"]:
-    """Per model, ``n_starts`` states drawn from its own rollouts on ``inputs``, plus Gaussian noise.
+    """Per model, its own rollout states on ``inputs`` at ``picks`` (indices into trials × steps), plus ``noise``.
 
-    ``keys`` holds one key per model; models given the same key draw the same trials, steps and
-    noise, so the starts of an ablated network are paired with those of its full network.
+    Models given the same picks and noise start from corresponding states, so the starts of an
+    ablated network are paired with those of its full network.
     """
 
-    def one(model, key):
+    def one(model, pick, jitter):
         states = model.hidden_states(inputs)
         states = states.reshape(-1, states.shape[-1])
-        pick_key, noise_key = jax.random.split(key)
-        picked = states[jax.random.randint(pick_key, (n_starts,), 0, states.shape[0])]
-        jittered = picked + noise * jax.random.normal(noise_key, picked.shape)
         # padded units stay exactly zero, as in the network itself
-        return jnp.where(model.unit_mask[None, :], jittered, 0.0)
+        return jnp.where(model.unit_mask[None, :], states[pick] + jitter, 0.0)
 
-    return jax.vmap(one)(models, keys)
+    return jax.vmap(one)(models, picks, noise)
+
+
+def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[Array, " Nh"]]) -> Float[Array, " Nh"]:
+    w_hh, drive = args
+    return jnp.tanh(drive + w_hh @ h) - h
+
+
+def _starts_per_call() -> int | None:
+    """Starts solved side by side: 4 on CPU, all on GPU and TPU.
+
+    Starts solved together iterate until the slowest of them converges. On CPU the LU
+    factorisations run one after another anyway, so small groups waste little on the few starts
+    that need twice the median number of steps (measured on 16 flip-flop networks × 256 starts:
+    groups of 4 are 3× faster than all at once and 1.5× faster than one at a time); accelerators
+    need the whole batch to fill the chip.
+    """
+    return 4 if on_cpu() else None
 
 
 @eqx.filter_jit
-def minimise_speed(
+def newton_solve(
     w_hh: Float[Array, "M Nh Nh"],
     drives: Float[Array, "M L Nh"],
     starts: Float[Array, "M S Nh"],
-    iterations: int,
-    learning_rate: float,
-) -> tuple[Float[Array, "M L S Nh"], Float[Array, "M L S"]]:
-    """Adam on q from every start, for every input level and model: (end points, their speeds)."""
-    # A decaying step lets Adam, whose steps do not shrink with the gradient, settle into q ≈ 0.
-    optimiser = optax.adam(optax.exponential_decay(learning_rate, iterations, decay_rate=1e-3))
+    max_steps: int,
+    solver_tolerance: float,
+    group: int | None = None,
+) -> tuple[Float[Array, "M L S Nh"], Bool[Array, "M L S"]]:
+    """Newton's method on G(h) = tanh(drive + W_hh h) − h from every start, input and model.
 
-    def descend(w, drive, h0):
-        speeds = jax.vmap(speed, (0, None, None))
+    Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
+    a solve that hits ``max_steps`` or a singular Jacobian returns its last iterate. ``group``
+    starts are solved side by side (None: all).
+    """
+    solver = optx.Newton(rtol=solver_tolerance, atol=solver_tolerance)
+    n_models, n_levels, n_starts = drives.shape[0], drives.shape[1], starts.shape[1]
+    problems = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
 
-        def step(carry, _):
-            h, state = carry
-            # starts are independent: the gradient of the summed speed is each start's own
-            gradient = jax.grad(lambda x: speeds(x, w, drive).sum())(h)
-            # optax mixes Python floats with its int32 step count, which strict promotion refuses
-            with jax.numpy_dtype_promotion("standard"):
-                updates, state = optimiser.update(gradient, state)
-            return (optax.apply_updates(h, updates), state), None
+    def one(problem):
+        model, level, start = problem
+        solution = optx.root_find(
+            _residual,
+            solver,
+            starts[model, start],
+            (w_hh[model], drives[model, level]),
+            options={"lower": -1.0, "upper": 1.0},
+            max_steps=max_steps,
+            throw=False,
+        )
+        return solution.value, solution.result == optx.RESULTS.successful
 
-        (h, _), _ = jax.lax.scan(step, (h0, optimiser.init(h0)), length=iterations)
-        return h, speeds(h, w, drive)
-
-    return jax.vmap(jax.vmap(descend, (None, 0, None)))(w_hh, drives, starts)
+    ends, converged = jax.lax.map(one, problems, batch_size=group or len(problems[0]))
+    return ends.reshape(n_models, n_levels, n_starts, -1), converged.reshape(n_models, n_levels, n_starts)
 
 
-def deduplicate(points: Float[np.ndarray, "P Nh"], speeds: Float[np.ndarray, " P"], radius: float) -> Int[np.ndarray, " K"]:
+def deduplicate(
+    points: Float[np.ndarray, "P Nh"], speeds: Float[np.ndarray, " P"], radius: float
+) -> Int[np.ndarray, " K"]:
     """Indices of distinct points: slowest first, each farther than ``radius`` from all kept before it."""
     kept: list[int] = []
+    # most points lie near a few fixed points: mark each kept point's neighbourhood once instead
+    # of measuring every point against everything kept
+    covered = np.zeros(len(points), bool)
     for i in np.argsort(speeds, kind="stable"):
-        if not kept or np.linalg.norm(points[kept] - points[i], axis=1).min() > radius:
+        if not covered[i]:
             kept.append(int(i))
+            covered |= np.sum((points - points[i]) ** 2, axis=1) <= radius * radius
     return np.array(kept, dtype=np.int64)
 
 
-def host_speed(points: Float[np.ndarray, "P Nh"], w_hh: Float[np.ndarray, "Nh Nh"], drive: Float[np.ndarray, " Nh"]) -> Float[np.ndarray, " P"]:
+def host_speed(
+    points: Float[np.ndarray, "P Nh"], w_hh: Float[np.ndarray, "Nh Nh"], drive: Float[np.ndarray, " Nh"]
+) -> Float[np.ndarray, " P"]:
     """q of each point in float64, so the tolerance does not depend on the finder's precision."""
     residual = np.tanh(drive + points @ w_hh.T) - points
     return 0.5 * np.sum(residual * residual, axis=1)
 
 
-def max_abs_eigenvalue(h: Float[np.ndarray, " Nh"], w_hh: Float[np.ndarray, "Nh Nh"], drive: Float[np.ndarray, " Nh"]) -> float:
-    """Spectral radius of the Jacobian dF/dh = diag(1 − F²) W_hh at ``h``."""
-    f = np.tanh(drive + w_hh @ h)
-    return float(np.abs(np.linalg.eigvals((1 - f * f)[:, None] * w_hh)).max())
+def linear_stability(
+    points: Float[np.ndarray, "P Nh"], w_hh: Float[np.ndarray, "Nh Nh"], drive: Float[np.ndarray, " Nh"]
+) -> tuple[Float[np.ndarray, " P"], Int[np.ndarray, " P"]]:
+    """Spectral radius of the Jacobian dF/dh = diag(1 − F²) W_hh at each point, and its number of |λ| > 1."""
+    if len(points) == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    f = np.tanh(drive + points @ w_hh.T)
+    moduli = np.abs(np.linalg.eigvals((1 - f * f)[:, :, None] * w_hh[None]))
+    return moduli.max(axis=1), (moduli > 1).sum(axis=1)
+
+
+def _match_to_full(
+    found: Float[np.ndarray, "K Nh"], reference: Float[np.ndarray, "R Nh"], radius: float
+) -> list[tuple[int | None, float | None]]:
+    """Per point, (index of the nearest reference point if within ``radius``, distance to the nearest)."""
+    matches = []
+    for h in found:
+        if len(reference) == 0:
+            matches.append((None, None))
+            continue
+        distances = np.linalg.norm(reference - h, axis=1)
+        nearest = int(distances.argmin())
+        distance = float(distances[nearest])
+        matches.append((nearest if distance <= radius else None, distance))
+    return matches
 
 
 def _variants(weights: Sequence[RNNWeights], alpha: float, subsets: Sequence[str]) -> list[RNNWeights]:
@@ -148,6 +221,105 @@ def _variants(weights: Sequence[RNNWeights], alpha: float, subsets: Sequence[str
     return variants
 
 
+def _solve_all(
+    variants: Sequence[RNNWeights],
+    inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
+    levels: Float[np.ndarray, "L Nx"],
+    key: PRNGKeyArray,
+    n_subsets: int,
+    config: DiagnosticsConfig,
+) -> tuple[Float[np.ndarray, "V L S Nh"], Bool[np.ndarray, "V L S"]]:
+    """Traced stage: Newton from every start of every variant (model-major) at every input level."""
+    models = stack_weights(variants)
+    trials = jnp.asarray(inputs)[: config.start_trials]
+    widths = [w.width for w in variants[::n_subsets]]
+    picks, noise = draw_starts(key, widths, trials.shape[0] * trials.shape[1], config.n_starts, config.start_noise)
+    # the variants of one model share its draws: paired starts
+    paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
+    starts = sample_starts(models, trials, *paired)
+    drives = jnp.einsum("mnx,lx->mln", models.w_xh, jnp.asarray(levels, jnp.float32))
+    if models.b_h is not None:
+        drives = drives + models.b_h[:, None, :]
+    w_hh = jax.vmap(lambda r: r.matrix())(models.recurrent)
+    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, config.solver_tolerance, _starts_per_call())
+    return np.asarray(ends, np.float64), np.asarray(converged)
+
+
+class _Found(NamedTuple):
+    """The distinct fixed points of one network at one input, slowest first."""
+
+    states: Float[np.ndarray, "K Nh"]
+    q: Float[np.ndarray, " K"]
+    converged: Bool[np.ndarray, " K"]
+    max_abs_eig: Float[np.ndarray, " K"]
+    n_unstable: Int[np.ndarray, " K"]
+
+    @property
+    def stable(self) -> Bool[np.ndarray, " K"]:
+        return self.max_abs_eig < 1
+
+
+def network_fixed_points(
+    ends: Float[np.ndarray, "S Nh"],
+    converged: Bool[np.ndarray, " S"],
+    w_hh: Float[np.ndarray, "Nh Nh"],
+    drive: Float[np.ndarray, " Nh"],
+    tolerance: float,
+    radius: float,
+) -> _Found:
+    """Host stage for one network and input: accept (q < ``tolerance``), merge within ``radius``, classify."""
+    q = host_speed(ends, w_hh, drive)
+    slow = np.flatnonzero(q < tolerance)
+    kept = slow[deduplicate(ends[slow], q[slow], radius)]
+    found = _Found(ends[kept], q[kept], converged[kept], *linear_stability(ends[kept], w_hh, drive))
+    if drive.any() or len(kept) == 0:
+        return found
+    # A zero drive makes F odd, F(−h) = −F(h): each point's mirror is a fixed point too, with the
+    # same Jacobian diag(1 − F²) W_hh.
+    both = np.concatenate([found.states, -found.states])
+    merged = deduplicate(both, np.concatenate([found.q, found.q]), radius)
+    source = merged % len(found.states)
+    return _Found(both[merged], *(column[source] for column in found[1:]))
+
+
+def _rows(
+    prefix: Mapping, found: _Found, reference: _Found, geometry: StateGeometry, radius: float
+) -> tuple[list[dict], dict]:
+    """The fixed_points.csv rows of one network and input, and its summary row (without ΔFVU)."""
+    matches = _match_to_full(found.states, reference.states, radius)
+    coordinates = geometry.project(found.states) if len(found.states) else np.zeros((0, 2))
+    changed = [None if m is None else bool(s != reference.stable[m]) for s, (m, _) in zip(found.stable, matches)]
+    points = [
+        dict(prefix)
+        | {
+            "fp_index": index,
+            "q": float(found.q[index]),
+            "pc1": float(pc1),
+            "pc2": float(pc2),
+            "max_abs_eig": float(found.max_abs_eig[index]),
+            "stable": bool(found.stable[index]),
+            "matched_full_index": matched,
+            "displacement": distance,
+            "stability_changed": changed[index],
+            "n_unstable": int(found.n_unstable[index]),
+            "converged": bool(found.converged[index]),
+        }
+        for index, ((pc1, pc2), (matched, distance)) in enumerate(zip(coordinates, matches))
+    ]
+    distances = [d for m, d in matches if m is not None]
+    summary = dict(prefix) | {
+        "n_fixed_points": len(found.states),
+        "n_stable": int(found.stable.sum()),
+        "n_full": len(reference.states),
+        "n_full_survived": len({m for m, _ in matches if m is not None}),
+        "mean_displacement": float(np.mean(distances)) if distances else None,
+        "n_stability_changed": sum(bool(c) for c in changed),
+        # unstable in some directions, stable in others (a point unstable in every one is a repeller)
+        "n_saddles": int(np.sum((found.n_unstable > 0) & (found.n_unstable < found.states.shape[1]))),
+    }
+    return points, summary
+
+
 def find_fixed_points(
     weights: Sequence[RNNWeights],
     identities: Sequence[Mapping],
@@ -158,89 +330,62 @@ def find_fixed_points(
     alpha: float,
     config: DiagnosticsConfig,
     models_per_call: int | Literal["auto"] = "auto",
-) -> tuple[list[dict], list[dict]]:
+) -> FixedPoints:
     """Fixed points of every model and its ablations in ``config.fixed_point_subsets``.
 
     ``identities[i]`` (task, construction, width, seed, alpha) prefixes the rows of model i;
     ``inputs`` are its held-out trials (the state geometry uses all, the starts the first
-    ``config.start_trials``). Returns (one row per fixed point, one summary row per model ×
-    subset × input level). Distances are Euclidean in state space; a fixed point of an ablated
-    network is matched to the nearest fixed point of its full network at the same input when
-    they lie within ``match_radius`` × the RMS state norm; ``displacement`` is that nearest
+    ``config.start_trials``). Returns one row per fixed point with its state, and one summary row
+    per model × subset × input level. Distances are Euclidean in state space; a fixed point of an
+    ablated network is matched to the nearest fixed point of its full network at the same input
+    when they lie within ``match_radius`` × the RMS state norm; ``displacement`` is that nearest
     distance whether matched or not.
     """
     subsets = ["none", *(name for name in config.fixed_point_subsets if name != "none")]
     variants = _variants(weights, alpha, subsets)
     geometries = state_geometry(weights, inputs, models_per_call)
-    labels, levels = rest_inputs(task, config.input_levels)
+    labels, levels = task.rest_inputs(config.input_levels)
+    ends, converged = _solve_all(variants, inputs, levels, key, len(subsets), config)
 
-    # traced: every start of every variant at every input level in one program
-    models = stack_weights(variants)
-    keys = jax.random.split(key, len(weights))[np.repeat(np.arange(len(weights)), len(subsets))]
-    starts = sample_starts(models, jnp.asarray(inputs)[: config.start_trials], keys, config.n_starts, config.start_noise)
-    drives = jnp.einsum("mnx,lx->mln", models.w_xh, jnp.asarray(levels, jnp.float32))
-    if models.b_h is not None:
-        drives = drives + models.b_h[:, None, :]
-    ends, _ = minimise_speed(jax.vmap(lambda r: r.matrix())(models.recurrent), drives, starts, config.iterations, config.learning_rate)
-    ends = np.asarray(ends, np.float64)
-
-    # host, float64: filter, merge, classify, match
-    points, summaries = [], []
+    points, summaries, states = [], [], []
     for i, (w, identity, geometry) in enumerate(zip(weights, identities, geometries)):
-        n, scale = w.width, geometry.rms_norm
-        full: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        full: dict[int, _Found] = {}
         for j, subset in enumerate(subsets):
-            variant = variants[i * len(subsets) + j]
+            v = i * len(subsets) + j
             for level, (label, x) in enumerate(zip(labels, levels)):
                 drive = w.w_xh @ x + (0.0 if w.b_h is None else w.b_h)
-                candidates = ends[i * len(subsets) + j, level, :, :n]
-                q = host_speed(candidates, variant.w_hh, drive)
-                slow = np.flatnonzero(q < config.tolerance)
-                kept = slow[deduplicate(candidates[slow], q[slow], config.dedup_radius * scale)]
-                found = candidates[kept]
-                stable = np.array([max_abs_eigenvalue(h, variant.w_hh, drive) for h in found])
-                if subset == "none":
-                    full[level] = (found, stable < 1)
-                reference, reference_stable = full[level]
-                matches = []
-                for h in found:
-                    distances = np.linalg.norm(reference - h, axis=1)
-                    nearest = int(distances.argmin()) if len(distances) else None
-                    distance = None if nearest is None else float(distances[nearest])
-                    matched = nearest if distance is not None and distance <= config.match_radius * scale else None
-                    matches.append((matched, distance))
-                coordinates = geometry.project(found) if len(found) else np.zeros((0, 2))
-                for index, (h, eig, (pc1, pc2), (matched, distance)) in enumerate(zip(found, stable, coordinates, matches)):
-                    points.append(
-                        dict(identity)
-                        | dict(
-                            subset=subset,
-                            input_level=label,
-                            fp_index=index,
-                            q=float(q[kept[index]]),
-                            pc1=float(pc1),
-                            pc2=float(pc2),
-                            max_abs_eig=float(eig),
-                            stable=bool(eig < 1),
-                            matched_full_index=matched,
-                            displacement=distance,
-                            stability_changed=None if matched is None else bool((eig < 1) != reference_stable[matched]),
-                        )
-                    )
-                matched_rows = [(m, d) for m, d in matches if m is not None]
-                summaries.append(
-                    dict(identity)
-                    | dict(
-                        subset=subset,
-                        input_level=label,
-                        n_fixed_points=len(found),
-                        n_stable=int(np.sum(stable < 1)),
-                        n_full=len(reference),
-                        n_full_survived=len({m for m, _ in matched_rows}),
-                        mean_displacement=float(np.mean([d for _, d in matched_rows])) if matched_rows else None,
-                        n_stability_changed=sum(
-                            bool((eig < 1) != reference_stable[m]) for eig, (m, _) in zip(stable, matches) if m is not None
-                        ),
-                    )
+                found = network_fixed_points(
+                    ends[v, level, :, : w.width], converged[v, level], variants[v].w_hh, drive,
+                    config.tolerance, config.dedup_radius * geometry.rms_norm,
                 )
-    return points, summaries
+                reference = full.setdefault(level, found)
+                prefix = dict(identity) | {"subset": subset, "input_level": label}
+                rows, summary = _rows(prefix, found, reference, geometry, config.match_radius * geometry.rms_norm)
+                points += rows
+                summaries.append(summary)
+                states += [np.pad(h, (0, ends.shape[-1] - w.width)) for h in found.states]
+    return FixedPoints(points, summaries, np.array(states, np.float64).reshape(len(points), ends.shape[-1]))
+
+
+def save_fixed_points(path: str | os.PathLike, points: Sequence[Mapping], states: Float[np.ndarray, "P Nh"]) -> None:
+    """Write ``fixed_points.npz``: the ``states`` of the fixed-point rows ``points`` and their key columns."""
+    keys = {column: np.array([row[column] for row in points]) for column in STATE_KEYS}
+    with atomic_write(path) as handle:
+        np.savez(handle, states=states, **keys)
+
+
+def load_fixed_points(
+    path: str | os.PathLike,
+) -> dict[tuple[str, int, int, float, str, str], Float[np.ndarray, "K Nh"]]:
+    """Read ``fixed_points.npz``: {(construction, width, seed, alpha, subset, input_level): states [K, width]}.
+
+    Row k of each array is the fixed point with ``fp_index`` k in fixed_points.csv.
+    """
+    with np.load(path) as archive:
+        data = {name: archive[name] for name in archive.files}
+    groups: dict[tuple[str, int, int, float, str, str], list[tuple[int, np.ndarray]]] = {}
+    for p, state in enumerate(data["states"]):
+        key = (str(data["construction"][p]), int(data["width"][p]), int(data["seed"][p]), float(data["alpha"][p]),
+               str(data["subset"][p]), str(data["input_level"][p]))
+        groups.setdefault(key, []).append((int(data["fp_index"][p]), state[: key[1]]))
+    return {key: np.array([state for _, state in sorted(rows, key=lambda r: r[0])]) for key, rows in groups.items()}

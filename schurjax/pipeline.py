@@ -25,7 +25,13 @@ from .cache import ModelCache
 from .columns import Columns, declare, join_columns
 from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
 from .evaluate import EvalConfig, evaluate_weights, held_out_set
-from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
+from .fixed_points import (
+    FIXED_POINT_COLUMNS,
+    FIXED_POINT_SUMMARY_COLUMNS,
+    FixedPoints,
+    find_fixed_points,
+    save_fixed_points,
+)
 from .interventions import (
     ABLATION_COLUMNS,
     SUBSETS,
@@ -303,30 +309,41 @@ def _per_alpha(rows: Sequence[Mapping]) -> list[tuple[str, list[Mapping]]]:
 
 
 def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
-    """fixed_points.csv, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
+    """fixed_points.csv and .npz, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
     started = time.perf_counter()
+    found = [fixed_points_at(spec, trained, alpha) for alpha in spec.alphas]
+    points = [point for each in found for point in each.points]
+    delta_fvu = {(r["construction"], r["width"], r["seed"], r["alpha"], r["subset"]): r["delta_fvu"] for r in rows}
+    summary = [
+        s | dict(delta_fvu=delta_fvu[s["construction"], s["width"], s["seed"], s["alpha"], s["subset"]])
+        for each in found
+        for s in each.summary
+    ]
+    write_csv(out_dir / "fixed_points.csv", points, FIXED_POINT_COLUMNS)
+    save_fixed_points(out_dir / "fixed_points.npz", points, np.concatenate([each.states for each in found]))
+    write_csv(out_dir / "fixed_point_summary.csv", summary, FIXED_POINT_SUMMARY_COLUMNS)
+    for suffix, at_alpha in _per_alpha(points):
+        plots.fixed_point_figure(at_alpha, out_dir / "figures" / f"{spec.task}_fixed_points{suffix}")
+    networks = len(trained) * len(spec.diagnostics.fixed_point_subsets) * len(spec.alphas)
+    log.info("fixed points of %d networks in %.1f s", networks, time.perf_counter() - started)
+
+
+def fixed_points_at(spec: RunSpec, trained: Sequence[TrainedModel], alpha: float) -> FixedPoints:
+    """Fixed points of the full and ablated networks at one α, at the task's rest inputs."""
     task = spec.eval_task()
     identities = [
-        dict(task=spec.task, construction=m.construction, width=m.width, seed=m.seed, alpha=spec.alpha) for m in trained
+        dict(task=spec.task, construction=m.construction, width=m.width, seed=m.seed, alpha=alpha) for m in trained
     ]
-    points, summary = find_fixed_points(
+    return find_fixed_points(
         [m.weights for m in trained],
         identities,
         task,
         held_out_set(task, spec.eval)[0],
-        # the held-out key folded once more: fold 1 is the copy task's solved-check set
+        # the held-out key folded once more: fold 1 is the solved-check set
         jax.random.fold_in(jax.random.key(spec.eval.seed), 2),
-        alpha=spec.alpha,
+        alpha=alpha,
         config=spec.diagnostics,
         models_per_call=spec.eval.models_per_call,
-    )
-    delta_fvu = {(r["construction"], r["width"], r["seed"], r["subset"]): r["delta_fvu"] for r in rows}
-    summary = [s | dict(delta_fvu=delta_fvu[s["construction"], s["width"], s["seed"], s["subset"]]) for s in summary]
-    write_csv(out_dir / "fixed_points.csv", points, FIXED_POINT_COLUMNS)
-    write_csv(out_dir / "fixed_point_summary.csv", summary, FIXED_POINT_SUMMARY_COLUMNS)
-    plots.fixed_point_figure(points, out_dir / "figures" / f"{spec.task}_fixed_points")
-    log.info(
-        "fixed points of %d networks in %.1f s", len(trained) * len(spec.diagnostics.fixed_point_subsets), time.perf_counter() - started
     )
 
 

@@ -65,13 +65,16 @@ class DiagnosticsConfig:
     fixed_points: bool = True
     # ablations whose fixed points are found; "none" (the full model) is the reference
     fixed_point_subsets: tuple[str, ...] = ("none", "T_RR", "T_CR", "T_CC")
-    n_starts: int = 128
-    iterations: int = 3000
-    learning_rate: float = 0.1
-    # q(h*) below this counts as a fixed point (float32 round-off puts q near 1e-13 at Nh = 64)
+    n_starts: int = 256
+    # Newton: at most this many steps per start; a solve has converged when every unit's last
+    # step is below solver_tolerance × (1 + |h|) and its residual below solver_tolerance (float32)
+    max_steps: int = 20
+    solver_tolerance: float = 1e-6
+    # q(h*) below this counts as a fixed point (float32 round-off puts q near 1e-13 at Nh = 64);
+    # an unconverged solve that ends below it is kept as a slow point
     tolerance: float = 1e-8
     # start noise (absolute, states lie in [-1, 1]) and the held-out trials starts are drawn from
-    start_noise: float = 0.01
+    start_noise: float = 0.05
     start_trials: int = 128
     # distances relative to the RMS norm of the full model's states
     dedup_radius: float = 0.02
@@ -93,11 +96,11 @@ class DiagnosticsConfig:
             raise fail("pc_variance", "it must lie in (0, 1]")
         if not isinstance(self.fixed_points, bool):
             raise fail("fixed_points", "it must be true or false")
-        for field, minimum in (("n_starts", 1), ("iterations", 1), ("start_trials", 1), ("input_levels", 1)):
+        for field, minimum in (("n_starts", 1), ("max_steps", 1), ("start_trials", 1), ("input_levels", 1)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise fail(field, f"it must be an integer >= {minimum}")
-        for field in ("learning_rate", "tolerance", "dedup_radius", "match_radius"):
+        for field in ("solver_tolerance", "tolerance", "dedup_radius", "match_radius"):
             if not (real(field) and getattr(self, field) > 0):
                 raise fail(field, "it must be a positive finite number")
         if not (real("start_noise") and self.start_noise >= 0):

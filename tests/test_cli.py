@@ -13,7 +13,7 @@ from schurjax.pipeline import RESULT_COLUMNS, read_results
 from schurjax.results import SUMMARY_COLUMNS, read_csv, read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "diagnostics.iterations=200",
+TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.trials=32", "diagnostics.n_starts=32",
         "progress=false"]
 
 
@@ -60,6 +60,7 @@ def test_sine_run_writes_the_output_contract(tmp_path):
         assert handle.readline().strip().split(",") == list(FIXED_POINT_COLUMNS)
     assert len(read_csv(tmp_path / "fixed_point_summary.csv")) == 2 * 4 * 3  # models x subsets x cues
     assert (tmp_path / "figures" / "sine_fixed_points.png").stat().st_size > 0
+    assert (tmp_path / "fixed_points.npz").stat().st_size > 0
     assert (tmp_path / "figures" / "sine_subsets.png").stat().st_size > 0
     assert (tmp_path / "figures" / "sine_subsets.pdf").stat().st_size > 0
     assert (tmp_path / ".hydra" / "config.yaml").exists()

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import jax
@@ -6,51 +7,133 @@ import numpy as np
 import pytest
 
 from schurjax.fixed_points import (
+    FIXED_POINT_COLUMNS,
     deduplicate,
+    draw_starts,
     find_fixed_points,
     host_speed,
-    max_abs_eigenvalue,
-    minimise_speed,
-    rest_inputs,
+    linear_stability,
+    load_fixed_points,
+    network_fixed_points,
+    newton_solve,
+    save_fixed_points,
 )
+from schurjax.interventions import SUBSETS, ablate_all, parse_subset
+from schurjax.results import load_weights, save_weights
+from schurjax.schur import ordered_schur
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.tasks import make_task
 from schurjax.weights import RNNWeights
 
 # h = tanh(2h) has the roots 0 and ±H_STAR
 H_STAR = 0.9575040240772687
+# q < tolerance bounds the residual: ‖F(h) − h‖ = sqrt(2q)
+RESIDUAL_BOUND = np.sqrt(2 * DiagnosticsConfig().tolerance)
 
 
 def test_the_reference_root():
     assert np.tanh(2 * H_STAR) == pytest.approx(H_STAR, abs=1e-14)
 
 
-def _grid_starts(n_per_axis=5):
-    axis = np.linspace(-1.2, 1.2, n_per_axis)
-    return np.array(list(itertools.product(axis, axis)), np.float32)
-
-
-def test_adam_finds_all_nine_fixed_points_of_two_self_exciting_units():
-    # W_hh = 2 I: each unit has the fixed points 0 (unstable, slope 2) and ±h* (stable, slope
-    # 2(1 - h*²) ≈ 0.17), so the plane has 3 × 3 = 9, of which the 4 corners are stable.
-    w_hh = 2 * np.eye(2)
-    starts = _grid_starts(5) + np.float32(0.05)  # off the symmetric axes, yet in every basin
-    ends, speeds = minimise_speed(
-        jnp.asarray(w_hh, jnp.float32)[None], jnp.zeros((1, 1, 2), jnp.float32), jnp.asarray(starts)[None], 3000, 0.05
+def _solve(w_hh, starts, drive=None, max_steps=20, tolerance=1e-6):
+    """newton_solve for one network at one input: (end points [S, Nh] float64, converged [S])."""
+    n = w_hh.shape[0]
+    drive = np.zeros(n) if drive is None else drive
+    ends, converged = newton_solve(
+        jnp.asarray(w_hh, jnp.float32)[None],
+        jnp.asarray(drive, jnp.float32)[None, None],
+        jnp.asarray(starts, jnp.float32)[None],
+        max_steps,
+        tolerance,
+        8,
     )
-    ends = np.asarray(ends, np.float64)[0, 0]
-    q = host_speed(ends, w_hh, np.zeros(2))
-    assert np.all(q < 1e-10), q.max()
-    found = ends[deduplicate(ends, q, radius=0.05)]
+    return np.asarray(ends, np.float64)[0, 0], np.asarray(converged)[0, 0]
+
+
+def _newton_iterates(h, w, steps):
+    """Scalar Newton on tanh(w h) − h in float64, by hand, iterates clipped to [−1, 1]."""
+    for _ in range(steps):
+        f = np.tanh(w * h)
+        h = np.clip(h - (f - h) / (w * (1 - f * f) - 1), -1, 1)
+    return h
+
+
+def test_newton_steps_are_exact_newton_steps():
+    # W = 2 I decouples the units: each coordinate follows the scalar iteration. From 0.7 the
+    # first step overshoots to 1.026, outside the cube that holds every fixed point: clipped to 1.
+    starts = np.array([[0.7, -0.3], [1.0, 0.2]])
+    for steps in (1, 2):
+        ends, _ = _solve(2 * np.eye(2), starts, max_steps=steps)
+        np.testing.assert_allclose(ends, _newton_iterates(starts, 2.0, steps), atol=2e-6)
+
+
+def test_newton_converges_quadratically_to_a_known_root():
+    ends, converged = _solve(2 * np.eye(2), np.array([[0.7, 0.7]]))
+    assert converged.all()
+    np.testing.assert_allclose(ends[0], [H_STAR, H_STAR], atol=1e-6)
+    errors = [abs(_newton_iterates(0.7, 2.0, k) - H_STAR) for k in range(4)]
+    # e_{k+1} ≈ |g''/(2 g')| e_k² with g(h) = tanh(2h) − h: quadratic, not linear, convergence
+    assert errors[3] < 1e-6 and errors[2] < errors[1] ** 2
+
+
+def _two_unit_grid():
+    axis = np.linspace(-1.2, 1.2, 5) + 0.05  # off the symmetric axes, yet in every basin
+    return np.array(list(itertools.product(axis, axis)))
+
+
+def test_newton_finds_every_fixed_point_of_two_self_exciting_units_and_classifies_them():
+    # W = 2 I: each unit has the fixed points 0 (slope 2) and ±h* (slope 2(1 − h*²) ≈ 0.17), so
+    # the plane has 3 × 3 = 9: 4 stable corners, 4 saddles on the axes (one unstable direction)
+    # and the origin (two).
+    w_hh = 2 * np.eye(2)
+    ends, converged = _solve(w_hh, _two_unit_grid())
+    assert converged.all()
+    found = network_fixed_points(ends, converged, w_hh, np.zeros(2), tolerance=1e-8, radius=0.05)
     expected = np.array(list(itertools.product((-H_STAR, 0.0, H_STAR), repeat=2)))
-    assert len(found) == 9
+    assert len(found.states) == 9
     for point in expected:
-        assert np.linalg.norm(found - point, axis=1).min() < 1e-3
-    for point in found:
-        corner = np.all(np.abs(point) > 0.5)
-        eig = max_abs_eigenvalue(point, w_hh, np.zeros(2))
-        assert (eig < 1) == corner
-        assert eig == pytest.approx(2 * (1 - H_STAR**2) if corner else 2.0, rel=1e-3)
+        assert np.linalg.norm(found.states - point, axis=1).min() < 1e-5
+    n_zero = (np.abs(found.states) < 0.5).sum(axis=1)
+    np.testing.assert_array_equal(found.n_unstable, n_zero)
+    np.testing.assert_array_equal(found.stable, n_zero == 0)
+    expected_radius = np.where(n_zero == 0, 2 * (1 - H_STAR**2), 2.0)
+    np.testing.assert_allclose(found.max_abs_eig, expected_radius, rtol=1e-5)
+
+
+def test_mirrors_are_added_at_zero_drive_only():
+    w_hh = 2 * np.eye(2)
+    ends = np.array([[H_STAR, H_STAR], [H_STAR, 0.0]])
+    found = network_fixed_points(ends, np.array([True, False]), w_hh, np.zeros(2), tolerance=1e-8, radius=0.05)
+    mirrored = np.concatenate([ends, -ends])
+    assert len(found.states) == 4
+    origin = [int(np.abs(mirrored - h).max(axis=1).argmin()) for h in found.states]
+    assert sorted(origin) == [0, 1, 2, 3] and np.abs(found.states - mirrored[origin]).max() == 0
+    # a mirror has its original's Jacobian, hence spectrum, and its solve's outcome
+    np.testing.assert_array_equal(found.n_unstable, np.array([0, 1, 0, 1])[origin])
+    np.testing.assert_array_equal(found.converged, np.array([True, False, True, False])[origin])
+    np.testing.assert_allclose(found.max_abs_eig, linear_stability(found.states, w_hh, np.zeros(2))[0], rtol=1e-12)
+    # with a drive, −h solves another equation: the two roots found stay the only ones
+    drive = np.array([0.1, -0.2])
+    roots, _ = _solve(w_hh, ends, drive)
+    found = network_fixed_points(roots, np.array([True, True]), w_hh, drive, tolerance=1e-8, radius=0.05)
+    assert len(found.states) == 2
+    assert host_speed(-roots, w_hh, drive).min() > 1e4 * 1e-8  # the mirrors are far from fixed points
+
+
+def test_an_unconverged_solve_on_a_slow_region_is_kept_as_a_slow_point():
+    # tanh(h) = h only at 0, a triple root: Newton converges linearly (h shrinks by ~2/3 a step),
+    # so after 5 steps from 0.5 it has not converged, yet q ≈ h⁶/18 is below the tolerance.
+    w_hh = np.eye(1)
+    ends, converged = _solve(w_hh, np.array([[0.5]]), max_steps=5)
+    assert not converged[0]
+    expected = _newton_iterates(0.5, 1.0, 5)
+    # float32 loses digits in tanh(h) − h ≈ −h³/3: relative error ~1e-4 on the last step
+    assert ends[0, 0] == pytest.approx(expected, rel=1e-4)
+    found = network_fixed_points(ends, converged, w_hh, np.zeros(1), tolerance=1e-8, radius=1e-3)
+    np.testing.assert_allclose(found.states[:, 0], [ends[0, 0], -ends[0, 0]])
+    assert not found.converged.any() and (found.q < 1e-8).all()
+    _, converged = _solve(w_hh, np.array([[0.5]]), max_steps=60)
+    assert converged[0]
 
 
 def test_deduplicate_keeps_the_slowest_of_each_cluster():
@@ -61,35 +144,101 @@ def test_deduplicate_keeps_the_slowest_of_each_cluster():
     assert deduplicate(points, speeds, radius=1e-6).tolist() == [1, 3, 2, 0]
 
 
-def test_rest_inputs_per_task():
-    labels, levels = rest_inputs(make_task("sine"), 3)
-    assert labels == ["cue=0", "cue=0.5", "cue=1"]
-    np.testing.assert_allclose(levels[:, 0], [0.25, 0.75, 1.25])
-    labels, levels = rest_inputs(make_task("cdi"), 3)
-    assert labels == ["zero", "context0", "context1"] and levels.shape == (3, 4)
-    labels, levels = rest_inputs(make_task("flipflop"), 3)
-    assert labels == ["zero"] and not levels.any()
+def test_draws_of_a_model_do_not_depend_on_the_others():
+    key = jax.random.key(3)
+    picks, noise = draw_starts(key, [2, 5], n_states=40, n_starts=6, noise=0.5)
+    alone_picks, alone_noise = draw_starts(key, [2], n_states=40, n_starts=6, noise=0.5)
+    np.testing.assert_array_equal(picks[0], alone_picks[0])
+    np.testing.assert_array_equal(noise[0, :, :2], alone_noise[0])
+    assert not noise[0, :, 2:].any() and noise[1].std() == pytest.approx(0.5, rel=0.3)
+    assert picks.min() >= 0 and picks.max() < 40
+
+
+FLIPFLOP = make_task("flipflop", n_bits=2)
+CONFIG = DiagnosticsConfig(n_starts=48, start_noise=0.3, start_trials=16)
+
+
+def _run(weights, config=CONFIG):
+    identities = [
+        {"task": "flipflop", "construction": "dense", "width": w.width, "seed": i, "alpha": 0.9}
+        for i, w in enumerate(weights)
+    ]
+    inputs = FLIPFLOP(jax.random.key(1), 16)[0]
+    return find_fixed_points(weights, identities, FLIPFLOP, inputs, jax.random.key(2), alpha=0.9, config=config)
 
 
 def test_find_fixed_points_of_a_normal_network_and_its_ablations():
     # W_hh = 2 I is normal: it has no Schur couplings, so every ablation is the network itself and
     # each of its fixed points must be found again, in place, with the same stability.
-    task = make_task("flipflop", n_bits=2)
     weights = RNNWeights(w_xh=3 * np.eye(2), w_hh=2 * np.eye(2), w_hy=np.eye(2))
-    inputs = task(jax.random.key(1), 16)[0]
-    config = DiagnosticsConfig(n_starts=48, iterations=2000, learning_rate=0.05, start_noise=0.3, start_trials=16)
-    points, summary = find_fixed_points(
-        [weights], [dict(seed=0)], task, inputs, jax.random.key(2), alpha=0.9, config=config
-    )
+    points, summary, states = _run([weights])
     full = [p for p in points if p["subset"] == "none"]
-    corners = [p for p in full if p["stable"]]
-    assert len(corners) == 4  # trajectories visit all four memories
-    assert all(p["q"] < config.tolerance for p in points)
-    assert all(p["max_abs_eig"] == pytest.approx(2 * (1 - H_STAR**2), rel=1e-3) for p in corners)
-    assert all(p["max_abs_eig"] == pytest.approx(2.0, rel=1e-3) for p in full if not p["stable"])
+    # the 4 stable corners and the 4 saddles between them; the origin, a repeller, only if some
+    # start lies in its Newton basin
+    expected = np.array(list(itertools.product((-H_STAR, 0.0, H_STAR), repeat=2)))
+    for h, p in zip(states, points):
+        nearest = expected[np.abs(expected - h).max(axis=1).argmin()]
+        assert np.abs(nearest - h).max() < 1e-5 and p["n_unstable"] == (nearest == 0).sum()
+    assert sorted(p["n_unstable"] for p in full)[:8] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert all(p["q"] < CONFIG.tolerance and p["converged"] for p in points)
+    assert all(p["max_abs_eig"] == pytest.approx(2 * (1 - H_STAR**2), rel=1e-5) for p in full if p["stable"])
     assert [s["subset"] for s in summary] == ["none", "T_RR", "T_CR", "T_CC"]
     for row in summary:
         assert row["n_fixed_points"] == row["n_full"] == row["n_full_survived"] == len(full)
-        assert row["n_stability_changed"] == 0
+        assert row["n_stable"] == 4 and row["n_saddles"] == 4 and row["n_stability_changed"] == 0
     for p in points:
-        assert p["matched_full_index"] is not None and p["displacement"] < 1e-3 and not p["stability_changed"]
+        assert p["matched_full_index"] is not None and p["displacement"] < 1e-5 and not p["stability_changed"]
+    assert states.shape == (len(points), 2)
+    assert set(FIXED_POINT_COLUMNS) <= set(points[0])
+
+
+# self-exciting units with feed-forward (Schur) couplings: every ablation is another network
+COUPLED = RNNWeights(
+    w_xh=np.array([[3.0, 0.0], [0.0, 3.0], [1.0, 1.0]]),
+    w_hh=np.array([[2.0, 0.5, 0.3], [0.0, 1.8, 0.4], [0.0, 0.0, 1.6]]),
+    w_hy=np.eye(3)[:2],
+)
+
+
+def test_padding_to_a_wider_network_changes_nothing():
+    alone = _run([RNNWeights(w_xh=3 * np.eye(2), w_hh=2 * np.eye(2), w_hy=np.eye(2))])
+    padded = _run([RNNWeights(w_xh=3 * np.eye(2), w_hh=2 * np.eye(2), w_hy=np.eye(2)), COUPLED])
+    rows = len(alone.points)
+    assert [p["fp_index"] for p in padded.points[:rows]] == [p["fp_index"] for p in alone.points]
+    np.testing.assert_allclose(padded.states[:rows, :2], alone.states, atol=1e-6)
+    assert not padded.states[:rows, 2:].any()  # padded units stay at zero
+    for a, b in zip(alone.points, padded.points):
+        assert (a["n_unstable"], a["matched_full_index"]) == (b["n_unstable"], b["matched_full_index"])
+
+
+def test_saved_states_are_fixed_points_of_the_saved_networks_and_their_ablations(tmp_path):
+    save_weights(tmp_path / "coupled.npz", COUPLED)
+    points, _, states = _run([COUPLED])
+    save_fixed_points(tmp_path / "fixed_points.npz", points, states)
+
+    weights = load_weights(tmp_path / "coupled.npz")
+    ablation = ablate_all(weights.w_hh, ordered_schur(weights.w_hh), 0.9)
+    loaded = load_fixed_points(tmp_path / "fixed_points.npz")
+    assert sum(len(s) for s in loaded.values()) == len(points) > 4 * 3
+    for (construction, width, seed, alpha, subset, level), found in loaded.items():
+        assert (construction, width, seed, alpha, level) == ("dense", 3, 0, 0.9, "zero")
+        w_hh = ablation.w_tilde[SUBSETS.index(parse_subset(subset))]
+        residual = np.linalg.norm(np.tanh(found @ w_hh.T) - found, axis=1)
+        assert residual.max() < RESIDUAL_BOUND
+        rows = [p for p in points if p["subset"] == subset]
+        assert [p["fp_index"] for p in rows] == list(range(len(found)))
+        np.testing.assert_allclose(0.5 * residual**2, [p["q"] for p in rows], rtol=1e-6, atol=1e-20)
+    # the ablations are different networks, with fixed points of their own
+    assert not np.allclose(loaded["dense", 3, 0, 0.9, "T_CR", "zero"][:1], loaded["dense", 3, 0, 0.9, "none", "zero"][:1])
+
+
+def test_max_steps_reaches_the_solver_and_unconverged_slow_points_are_flagged():
+    # two marginal units, tanh(h) = h only at the triple root 0: Newton needs ~40 steps to
+    # converge, so with 5 every end point near 0 is a slow point (kept, not converged)
+    weights = [RNNWeights(w_xh=np.eye(2), w_hh=np.eye(2), w_hy=np.eye(2))]
+    config = dataclasses.replace(CONFIG, fixed_point_subsets=("none",))
+    points, _, states = _run(weights, dataclasses.replace(config, max_steps=60))
+    assert len(points) == 1 and points[0]["converged"] and np.abs(states).max() < 1e-2
+    points, _, _ = _run(weights, dataclasses.replace(config, max_steps=5))
+    assert len(points) >= 1 and not any(p["converged"] for p in points)
+    assert all(p["q"] < config.tolerance for p in points)
