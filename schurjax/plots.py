@@ -32,7 +32,8 @@ SUBSET_LABELS = {
 def save(figure: Figure, stem: Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf``."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    # appended, not with_suffix: a stem may hold a dot of its own (``..._alpha0.85``)
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
     for path in paths:
         figure.savefig(path, dpi=150, bbox_inches="tight")
     return paths
