@@ -19,10 +19,10 @@ import numpy as np
 from . import plots
 from .cache import CachedModel, ModelCache, training_key
 from .constructions import DenseRecurrent, check_construction
-from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
+from .controls import CONTROLS, control_rows
 from .evaluate import EvalConfig, Evaluation, evaluate_models, evaluate_weights, held_out_set
 from .fixed_points import FIXED_POINT_COLUMNS, FIXED_POINT_SUMMARY_COLUMNS, find_fixed_points
-from .interventions import SUBSETS, ablate_all, check_alpha, coupling_parts, subset_name
+from .interventions import SUBSETS, ablate_all, check_alpha, subset_name
 from .model import init_model
 from .results import (
     RESULT_COLUMNS,
@@ -216,39 +216,6 @@ def train_all(spec: RunSpec, *, progress: bool = True, cache: ModelCache = Model
     ]
 
 
-def _control_rows(
-    trained: Sequence[TrainedModel],
-    coords: Sequence,
-    ablations: Sequence,
-    data,
-    config: EvalConfig,
-    full_fvu: np.ndarray,
-    structured_delta: np.ndarray,
-) -> list[dict]:
-    """Per model × nonempty subset: ΔFVU summaries of K matched-norm random perturbations."""
-    variants, owners = [], []
-    for index, (model, coord, ablation) in enumerate(zip(trained, coords, ablations)):
-        rng = np.random.default_rng([config.seed, index])
-        parts = coupling_parts(coord, ablation.partition)
-        for position, subset in enumerate(SUBSETS[1:], start=1):
-            delta_t = sum((parts[name] for name in subset), np.zeros_like(coord.t))
-            if ablation.removed_mass[position] <= config.min_removed_mass:
-                continue  # nothing removed: no perturbation size to match
-            support = coupling_support(coord, ablation.partition.r, subset)
-            for family, deltas in random_perturbations(coord, delta_t, support, config.random_controls, rng).items():
-                variants += [model.weights.with_recurrent(model.weights.w_hh - delta) for delta in deltas]
-                owners += [(index, position, family)] * len(deltas)
-    evaluation = evaluate_weights(variants, data, config)
-    grouped: dict[tuple, list[float]] = {}
-    for (index, position, family), fvu in zip(owners, evaluation.fvu):
-        grouped.setdefault((index, position, family), []).append(fvu - full_fvu[index])
-    summaries: list[dict] = [{} for _ in range(len(trained) * len(SUBSETS))]
-    for (index, position, family), deltas in grouped.items():
-        summary = control_summary(structured_delta[index * len(SUBSETS) + position], np.array(deltas))
-        summaries[index * len(SUBSETS) + position] |= {f"ctrl_{family}_{k}": v for k, v in summary.items()}
-    return summaries
-
-
 def _per_subset(evaluation: Evaluation) -> Evaluation:
     """Interleave the references' metrics (subset ∅) with those of their 7 ablations, model by model."""
     def merge(full, ablated):
@@ -297,7 +264,7 @@ def analyse(
     delta_fvu = evaluation.fvu - np.repeat(full_fvu, len(SUBSETS))
     with_controls = config.random_controls > 0 and has_targets
     controls = (
-        _control_rows(trained, coords, ablations, data, config, full_fvu, delta_fvu)
+        control_rows([m.weights for m in trained], coords, ablations, data, config, delta_fvu)
         if with_controls
         else [{} for _ in evaluation.fvu]
     )
