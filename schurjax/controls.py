@@ -108,16 +108,18 @@ def perturbed_recurrent(
     """
     n, k = coords.n, config.random_controls
     parts = coupling_parts(coords, ablation.partition)
-    deltas = np.zeros((len(SUBSETS) - 1, len(CONTROLS), k, n, n))
+    stack = np.repeat(w_hh[None], 1 + (len(SUBSETS) - 1) * len(CONTROLS) * k, axis=0)
+    perturbed = stack[1:].reshape(len(SUBSETS) - 1, len(CONTROLS), k, n, n)
     removing = []
     for position, subset in enumerate(SUBSETS[1:], start=1):
         if ablation.removed_mass[position] <= config.min_removed_mass:
             continue
         delta_t = sum((parts[name] for name in subset), np.zeros_like(coords.t))
         support = coupling_support(coords, ablation.partition.r, subset)
-        deltas[position - 1] = np.stack(list(random_perturbations(coords, delta_t, support, k, rng).values()))
+        for slot, deltas in zip(perturbed[position - 1], random_perturbations(coords, delta_t, support, k, rng).values()):
+            slot -= deltas
         removing.append(position)
-    return np.concatenate([w_hh[None], (w_hh - deltas).reshape(-1, n, n)]), removing
+    return stack, removing
 
 
 def control_rows(

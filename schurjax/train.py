@@ -350,31 +350,36 @@ def train_models(
     from it, so an interrupted run continues where it stopped and ends bitwise where an
     uninterrupted one would.
     """
-    if config.until_solved and stop_when is None:
-        raise ValueError("train.until_solved=true needs a stopping criterion for this task")
-    if len(models) != len(data_keys):
-        raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
-    group_size = _group_size(models_per_group)
+    _check_arguments(config, models, data_keys, stop_when)
     init, train_chunk = make_train(task, config)
     # The state is updated in place across chunks; the data keys are reused, so not donated.
     run_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
-    trained: list = [None] * len(models)
-    n_chunks = math.ceil(config.steps / config.chunk_length)
-    # TrainResult field <- TrainState field
-    fields = {"steps": ("step", int), "diverged": ("diverged", bool), "stopped": ("stopped", bool)}
-    flags = {name: np.zeros(len(models), kind) for name, (_, kind) in fields.items()}
-    final_loss, history = np.full(len(models), np.nan), np.full((2, len(models), n_chunks), np.nan)
-    total = config.steps * len(models)
-    with tqdm(total=total, unit="model·step", disable=not progress, smoothing=0) as bar:
-        run = _GroupRun(config, run_chunk, group_size, stop_when, bar)
+    trained = []
+    with tqdm(total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0) as bar:
+        run = _GroupRun(config, run_chunk, _group_size(models_per_group), stop_when, bar)
         for indices in _program_groups(models):
             state = jax.vmap(init)(stack_models([models[i] for i in indices]))
             keys = jnp.stack([data_keys[i] for i in indices])
             path = None if checkpoint_path is None else checkpoint_path(indices)
-            state, history[:, indices] = _train_group(run, state, keys, path)
-            for index, model in zip(indices, unstack_models(state.model)):
-                trained[index] = model
-            final_loss[indices] = np.asarray(state.loss)
-            for name, (field, _) in fields.items():
-                flags[name][indices] = np.asarray(getattr(state, field))
-    return TrainResult(trained, final_loss, **flags, loss_history=history[0], grad_norm_history=history[1])
+            trained.append((indices, *_train_group(run, state, keys, path)))
+    return _collected(trained, len(models), math.ceil(config.steps / config.chunk_length))
+
+
+def _check_arguments(config: TrainConfig, models: Sequence[TanhRNN], data_keys: Sequence, stop_when) -> None:
+    if config.until_solved and stop_when is None:
+        raise ValueError("train.until_solved=true needs a stopping criterion for this task")
+    if len(models) != len(data_keys):
+        raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
+
+
+def _collected(programs: list[tuple[list[int], TrainState, np.ndarray]], count: int, n_chunks: int) -> TrainResult:
+    """The models, flags and histories of every program's final state, in the order the models were given."""
+    trained: list = [None] * count
+    final_loss, history = np.full(count, np.nan), np.full((2, count, n_chunks), np.nan)
+    steps, diverged, stopped = np.zeros(count, int), np.zeros(count, bool), np.zeros(count, bool)
+    for indices, state, program_history in programs:
+        for index, model in zip(indices, unstack_models(state.model)):
+            trained[index] = model
+        final_loss[indices], history[:, indices] = np.asarray(state.loss), program_history
+        steps[indices], diverged[indices], stopped[indices] = (np.asarray(x) for x in (state.step, state.diverged, state.stopped))
+    return TrainResult(trained, final_loss, steps, diverged, stopped, loss_history=history[0], grad_norm_history=history[1])
