@@ -98,7 +98,11 @@ def coupling_support(coords: SchurCoords, r: int, subset: tuple[str, ...]) -> np
 
 
 def perturbed_recurrent(
-    w_hh: Float[np.ndarray, "n n"], coords: SchurCoords, ablation: AblationSet, config: EvalConfig, rng: np.random.Generator
+    w_hh: Float[np.ndarray, "n n"],
+    coords: SchurCoords,
+    ablation: AblationSet,
+    config: EvalConfig,
+    rng: np.random.Generator,
 ) -> tuple[Float[np.ndarray, "V n n"], list[int]]:
     """W itself, then W − ΔW for every nonempty subset (``SUBSETS[1:]`` order), control family and
     draw, and the positions in ``SUBSETS`` of the ablations that remove something.
@@ -116,7 +120,8 @@ def perturbed_recurrent(
             continue
         delta_t = sum((parts[name] for name in subset), np.zeros_like(coords.t))
         support = coupling_support(coords, ablation.partition.r, subset)
-        for slot, deltas in zip(perturbed[position - 1], random_perturbations(coords, delta_t, support, k, rng).values()):
+        drawn = random_perturbations(coords, delta_t, support, k, rng)
+        for slot, deltas in zip(perturbed[position - 1], drawn.values()):
             slot -= deltas
         removing.append(position)
     return stack, removing
@@ -142,7 +147,8 @@ def control_rows(
 
     def stacks() -> Iterator[np.ndarray]:
         for index, (w, coord, ablation) in enumerate(zip(weights, coords, ablations)):
-            stack, positions = perturbed_recurrent(w.w_hh, coord, ablation, config, np.random.default_rng([config.seed, index]))
+            rng = np.random.default_rng([config.seed, index])
+            stack, positions = perturbed_recurrent(w.w_hh, coord, ablation, config, rng)
             removing.append(positions)
             yield stack
 

@@ -1,4 +1,6 @@
-"""One jitted, vmapped evaluator for a stacked batch of models on one held-out set."""
+"""Held-out evaluation, outputs only: a stacked batch of networks, each rolled out once
+(:func:`evaluate_weights`), and many recurrent matrices of each network in one call per network
+(:func:`evaluate_recurrent_variants`, for the random controls)."""
 
 import dataclasses
 from collections.abc import Iterable, Sequence
@@ -42,9 +44,8 @@ class EvalConfig:
             raise ValueError(
                 f"eval.trials must be an integer >= 2 (FVU needs a target variance); got {self.trials!r}"
             )
-        if self.models_per_call != "auto" and (
-            isinstance(self.models_per_call, bool) or not isinstance(self.models_per_call, int) or self.models_per_call < 1
-        ):
+        per_call = self.models_per_call
+        if per_call != "auto" and (isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 1):
             raise ValueError(f"eval.models_per_call must be a positive integer or auto; got {self.models_per_call!r}")
         if not isinstance(self.random_controls, int) or self.random_controls < 0:
             raise ValueError(f"eval.random_controls must be an integer >= 0; got {self.random_controls!r}")
@@ -172,7 +173,8 @@ def evaluate_models(
         n_references = references.w_xh.shape[0]
         # Every device needs every reference's outputs; gathered through the host, not by a
         # collective.
-        reference_outputs = jnp.asarray(np.asarray(_outputs(pad_models(references, n_references, models_per_call), inputs, models_per_call)))
+        padded = pad_models(references, n_references, models_per_call)
+        reference_outputs = jnp.asarray(np.asarray(_outputs(padded, inputs, models_per_call)))
         scores = _reference_scores(reference_outputs, targets, mask)
         reference_evaluation = Evaluation(*(host(x, n_references) for x in scores))
     fvu, agreement, distance = _evaluate(
@@ -279,5 +281,6 @@ def evaluate_recurrent_variants(
         padded[:, : network.width, : network.width] = stack
         device = devices[index % len(devices)]
         base = jax.device_put(dense_model(network, width, with_biases=with_biases), device)
-        results.append(_variant_fvu(base, jax.device_put(padded, device), *placed[index % len(devices)], variants_per_call))
+        matrices = jax.device_put(padded, device)
+        results.append(_variant_fvu(base, matrices, *placed[index % len(devices)], variants_per_call))
     return [np.asarray(fvu, np.float64) for fvu in results]

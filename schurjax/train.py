@@ -269,7 +269,8 @@ def _run_waves(run_chunk: Callable, states: list, keys: list, wave: int) -> list
     at once, and the next wave starts when it is done."""
     done = []
     for start in range(0, len(states), wave):
-        done += jax.block_until_ready([run_chunk(s, k) for s, k in zip(states[start : start + wave], keys[start : start + wave])])
+        wave_states, wave_keys = states[start : start + wave], keys[start : start + wave]
+        done += jax.block_until_ready([run_chunk(s, k) for s, k in zip(wave_states, wave_keys)])
     return done
 
 
@@ -310,7 +311,9 @@ def _train_group(run: _GroupRun, state: TrainState, keys, path: Path | None) -> 
             state = eqx.tree_at(lambda s: s.stopped, state, stopped)
         done = min((chunk + 1) * config.chunk_length, config.steps)
         run.bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
-        run.bar.set_postfix(loss=f"{np.nanmedian(state.loss):.3g}", diverged=int(state.diverged.sum()), stopped=int(stopped.sum()))
+        run.bar.set_postfix(
+            loss=f"{np.nanmedian(state.loss):.3g}", diverged=int(state.diverged.sum()), stopped=int(stopped.sum())
+        )
         finished = bool((stopped | state.diverged).all())
         if path is not None:
             save_checkpoint(path, n_chunks if finished else chunk + 1, state)
@@ -381,5 +384,8 @@ def _collected(programs: list[tuple[list[int], TrainState, np.ndarray]], count: 
         for index, model in zip(indices, unstack_models(state.model)):
             trained[index] = model
         final_loss[indices], history[:, indices] = np.asarray(state.loss), program_history
-        steps[indices], diverged[indices], stopped[indices] = (np.asarray(x) for x in (state.step, state.diverged, state.stopped))
-    return TrainResult(trained, final_loss, steps, diverged, stopped, loss_history=history[0], grad_norm_history=history[1])
+        flags = (state.step, state.diverged, state.stopped)
+        steps[indices], diverged[indices], stopped[indices] = (np.asarray(flag) for flag in flags)
+    return TrainResult(
+        trained, final_loss, steps, diverged, stopped, loss_history=history[0], grad_norm_history=history[1]
+    )
