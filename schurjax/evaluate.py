@@ -3,6 +3,8 @@
 (:func:`evaluate_recurrent_variants`, for the random controls)."""
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -37,7 +39,7 @@ class EvalConfig:
     random_controls: int = 0
     # The random controls are rolled out on the first this many held-out trials (all of them if
     # there are fewer); docs/RANDOM_CONTROLS.md gives the Monte Carlo error this adds.
-    control_trials: int = 32
+    control_trials: int = 128
 
     def __post_init__(self):
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 2:
@@ -196,6 +198,11 @@ def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:
     moved to the device once: per-network device calls cost ~2 ms each, seconds for a few
     thousand ablated networks.
     """
+    return jax.tree.map(jnp.asarray, _host_stack(weights))
+
+
+def _host_stack(weights: Sequence[RNNWeights]) -> TanhRNN:
+    """:func:`stack_weights` with its leaves still numpy arrays on the host."""
     width = max(w.width for w in weights)
     with_biases = any(w.b_h is not None or w.b_y is not None for w in weights)
 
@@ -204,14 +211,14 @@ def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:
         for slot, array in zip(out, arrays):
             if array is not None:
                 slot[tuple(slice(0, n) for n in array.shape)] = array
-        return jnp.asarray(out)
+        return out
 
     n_in, n_out = weights[0].w_xh.shape[1], weights[0].w_hy.shape[0]
     stacks = [
         stacked([w.w_xh for w in weights], (width, n_in)),
         stacked([w.w_hh for w in weights], (width, width)),
         stacked([w.w_hy for w in weights], (n_out, width)),
-        jnp.asarray(np.arange(width)[None, :] < np.array([w.width for w in weights])[:, None]),
+        np.arange(width)[None, :] < np.array([w.width for w in weights])[:, None],
     ]
     if with_biases:
         stacks += [stacked([w.b_h for w in weights], (width,)), stacked([w.b_y for w in weights], (n_out,))]
@@ -238,7 +245,10 @@ def evaluate_weights(
     )
 
 
-@eqx.filter_jit
+# jax.jit, not eqx.filter_jit: the latter waits for every call's result, and the per-network calls
+# must be dispatched asynchronously for the devices to run at once and for the host to draw the
+# next network's variants meanwhile.
+@functools.partial(jax.jit, static_argnames="variants_per_call")
 def _variant_fvu(
     base: TanhRNN,
     w_hh: Float[Array, "V Nh Nh"],
@@ -270,17 +280,18 @@ def evaluate_recurrent_variants(
     variants (networks are zero-padded to the widest, one program per device). A device rolls
     out as many trials at once as ``models_per_call`` networks on 1024 trials would.
     """
-    width = max(w.width for w in weights)
-    with_biases = any(w.b_h is not None or w.b_y is not None for w in weights)
     variants_per_call = max(1, resolve_models_per_call(models_per_call) * 1024 // data[0].shape[0])
-    devices = jax.devices()
+    # Everything is placed from the host: an eager device op would queue behind the rollouts
+    # already dispatched to its device and hold up the host until they finish.
+    networks, devices = _host_stack(weights), jax.devices()
+    width = networks.w_xh.shape[1]
     placed = [jax.device_put(tuple(data), device) for device in devices]
     results = []
     for index, (network, stack) in enumerate(zip(weights, variants, strict=True)):
         padded = np.zeros((len(stack), width, width), np.float32)
         padded[:, : network.width, : network.width] = stack
         device = devices[index % len(devices)]
-        base = jax.device_put(dense_model(network, width, with_biases=with_biases), device)
+        base = jax.device_put(jax.tree.map(operator.itemgetter(index), networks), device)
         matrices = jax.device_put(padded, device)
-        results.append(_variant_fvu(base, matrices, *placed[index % len(devices)], variants_per_call))
+        results.append(_variant_fvu(base, matrices, *placed[index % len(devices)], variants_per_call=variants_per_call))
     return [np.asarray(fvu, np.float64) for fvu in results]
