@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Array, Bool, Float, Int
-from .devices import map_models, on_cpu, pad_models
 from .constructions import DenseRecurrent
+from .devices import map_models, on_cpu, pad_models
 from .metrics import sign_agreement, squared_error, target_variation
 from .model import _UNROLL, TanhRNN
 from .tasks import Task
@@ -276,11 +276,11 @@ def evaluate_recurrent_variants(
 
     Every network's variants are one call on one device, the devices taking networks in turn,
     and each call is dispatched as soon as its variants are drawn, so the host draws the next
-    network's while the devices roll out the last. Every stack must hold the same number of
-    variants (networks are zero-padded to the widest, one program per device). A device rolls
-    out as many trials at once as ``models_per_call`` networks on 1024 trials would.
+    network's while the devices roll out the last. Networks are zero-padded to the widest, so that
+    stacks of one size share one program per device. A device rolls out as many trials at once
+    as ``models_per_call`` networks on 1024 trials would.
     """
-    variants_per_call = max(1, resolve_models_per_call(models_per_call) * 1024 // data[0].shape[0])
+    per_call = max(1, resolve_models_per_call(models_per_call) * 1024 // data[0].shape[0])
     # Everything is placed from the host: an eager device op would queue behind the rollouts
     # already dispatched to its device and hold up the host until they finish.
     networks, devices = _host_stack(weights), jax.devices()
@@ -292,6 +292,6 @@ def evaluate_recurrent_variants(
         padded[:, : network.width, : network.width] = stack
         device = devices[index % len(devices)]
         base = jax.device_put(jax.tree.map(operator.itemgetter(index), networks), device)
-        matrices = jax.device_put(padded, device)
-        results.append(_variant_fvu(base, matrices, *placed[index % len(devices)], variants_per_call=variants_per_call))
+        data_there = placed[index % len(devices)]
+        results.append(_variant_fvu(base, jax.device_put(padded, device), *data_there, variants_per_call=per_call))
     return [np.asarray(fvu, np.float64) for fvu in results]
