@@ -15,7 +15,8 @@ Ceilings, all float32 under ``jax.jit``, each the fastest of repeated calls afte
 
 Chains and scans run on one device (one core) and, when there are several, split across all
 devices as the trainer's models are (M padded to a multiple of the device count; the padded
-models' work is counted). M = 3 and 32 are the seed counts the performance targets name. The trainer's achieved GFLOP/s count
+models' work is counted). M = 3 and 32 are the seed counts the performance targets name. The trainer's achieved
+GFLOP/s count
 its recurrent matmuls, 3 × 2·B·T·Nh² per model step (forward, dL/dh and dL/dW_hh); they come
 from ``results/train_throughput.json`` (flip-flop, width 64) when it exists, else are measured
 here the same way, and are divided by each ceiling.
@@ -162,21 +163,17 @@ def fractions(trainer: list[dict], ceiling_rows: list[dict]) -> list[dict]:
     ]
 
 
-def main(argv=None) -> None:
+def arguments(argv=None):
     cli = parser(__doc__.splitlines()[0])
-    cli.add_argument(
-        "--measure-trainer",
-        action="store_true",
-        help="measure the trainer even if results exist",
-    )
-    cli.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="timing per ceiling, at least (default 3, quick 0.3)",
-    )
+    cli.add_argument("--measure-trainer", action="store_true", help="measure the trainer even if results exist")
+    cli.add_argument("--seconds", type=float, default=None, help="timing per ceiling, at least (default 3, quick 0.3)")
     args = cli.parse_args(argv)
     use_devices(args)
+    return args
+
+
+def main(argv=None) -> None:
+    args = arguments(argv)
     seconds = args.seconds or (0.3 if args.quick else 3.0)
     ceiling_rows = ceilings(seconds)
     trainer = None if args.measure_trainer else _recorded_trainer(args.quick)

@@ -145,32 +145,14 @@ COLUMNS = (
 )
 
 
-def main(argv=None) -> None:
+def arguments(argv=None):
     cli = parser(__doc__.splitlines()[0])
     cli.add_argument(
-        "--width-seeds",
-        type=int,
-        default=None,
-        help="seeds of the width and T sweeps (default 8, quick 2)",
+        "--width-seeds", type=int, default=None, help="seeds of the width and T sweeps (default 8, quick 2)"
     )
-    cli.add_argument(
-        "--chunk-gflop",
-        type=float,
-        default=100.0,
-        help="recurrent GFLOP per chunk, roughly",
-    )
-    cli.add_argument(
-        "--min-seconds",
-        type=float,
-        default=None,
-        help="time of the timed chunks (default 10, quick 1)",
-    )
-    cli.add_argument(
-        "--max-chunks",
-        type=int,
-        default=None,
-        help="cap on timed chunks (default 256, quick 8)",
-    )
+    cli.add_argument("--chunk-gflop", type=float, default=100.0, help="recurrent GFLOP per chunk, roughly")
+    cli.add_argument("--min-seconds", type=float, default=None, help="time of the timed chunks (default 10, quick 1)")
+    cli.add_argument("--max-chunks", type=int, default=None, help="cap on timed chunks (default 256, quick 8)")
     for sweep, points in SWEEPS.items():
         cli.add_argument(
             f"--{sweep.replace('_', '-')}",
@@ -188,6 +170,11 @@ def main(argv=None) -> None:
     args.max_chunks = args.max_chunks or (8 if args.quick else 256)
     if args.quick:
         args.chunk_gflop = min(args.chunk_gflop, 10.0)
+    return args
+
+
+def main(argv=None) -> None:
+    args = arguments(argv)
     rows = run_sweeps(args)
     print_table(
         rows,

@@ -276,53 +276,22 @@ def arguments(argv=None):
     cli = parser(__doc__.splitlines()[0])
     cli.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None)
     cli.add_argument("--seeds", nargs="+", type=int, default=None)
-    cli.add_argument(
-        "--widths",
-        nargs="+",
-        type=_width_set,
-        default=list(WIDTH_SETS),
-        help="e.g. 64 56,64,72",
-    )
+    cli.add_argument("--widths", nargs="+", type=_width_set, default=list(WIDTH_SETS), help="e.g. 64 56,64,72")
     cli.add_argument("--batch-size", type=int, default=64)
+    cli.add_argument("--chunk-steps", type=int, default=None, help="default: TrainConfig's (quick: 32)")
+    cli.add_argument("--chunks", type=int, default=2, help="chunks timed beyond the first, at least")
     cli.add_argument(
-        "--chunk-steps",
-        type=int,
-        default=None,
-        help="default: TrainConfig's (quick: 32)",
+        "--min-seconds", type=float, default=None, help="time of the timed chunks, at least (default 10, quick 2)"
     )
-    cli.add_argument(
-        "--chunks", type=int, default=2, help="chunks timed beyond the first, at least"
-    )
-    cli.add_argument(
-        "--min-seconds",
-        type=float,
-        default=None,
-        help="time of the timed chunks, at least (default 10, quick 2)",
-    )
-    cli.add_argument(
-        "--max-chunks",
-        type=int,
-        default=None,
-        help="cap on the timed chunks (default 256, quick 8)",
-    )
-    cli.add_argument(
-        "--torch-seconds",
-        type=float,
-        default=None,
-        help="PyTorch timing per width set (default 4)",
-    )
+    cli.add_argument("--max-chunks", type=int, default=None, help="cap on the timed chunks (default 256, quick 8)")
+    cli.add_argument("--torch-seconds", type=float, default=None, help="PyTorch timing per width set (default 4)")
     cli.add_argument(
         "--torch-threads",
         type=int,
         default=None,
         help="torch.set_num_threads for the reference (default: torch's own, all cores)",
     )
-    cli.add_argument(
-        "--pool-size",
-        type=int,
-        default=64,
-        help="pre-generated batches cycled by PyTorch",
-    )
+    cli.add_argument("--pool-size", type=int, default=64, help="pre-generated batches cycled by PyTorch")
     args = cli.parse_args(argv)
     use_devices(args)
     quick = args.quick

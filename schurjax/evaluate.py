@@ -1,7 +1,11 @@
-"""One jitted, vmapped evaluator for a stacked batch of models on one held-out set."""
+"""Held-out evaluation, outputs only: a stacked batch of networks, each rolled out once
+(:func:`evaluate_weights`), and many recurrent matrices of each network in one call per network
+(:func:`evaluate_recurrent_variants`, for the random controls)."""
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+import operator
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import equinox as eqx
@@ -10,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._typing import Array, Bool, Float, Int
+from .constructions import DenseRecurrent
 from .devices import map_models, on_cpu, pad_models
 from .metrics import sign_agreement, squared_error, target_variation
-from .model import TanhRNN
+from .model import _UNROLL, TanhRNN
 from .tasks import Task
 from .weights import RNNWeights, dense_model
 
@@ -32,18 +37,22 @@ class EvalConfig:
     min_removed_mass: float = 1e-6
     # K matched-norm random perturbations per ablation and control family (0: no controls).
     random_controls: int = 20
+    # The random controls are rolled out on the first this many held-out trials (all of them if
+    # there are fewer); docs/RANDOM_CONTROLS.md gives the Monte Carlo error this adds.
+    control_trials: int = 128
 
     def __post_init__(self):
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 2:
             raise ValueError(
                 f"eval.trials must be an integer >= 2 (FVU needs a target variance); got {self.trials!r}"
             )
-        if self.models_per_call != "auto" and (
-            isinstance(self.models_per_call, bool) or not isinstance(self.models_per_call, int) or self.models_per_call < 1
-        ):
+        per_call = self.models_per_call
+        if per_call != "auto" and (isinstance(per_call, bool) or not isinstance(per_call, int) or per_call < 1):
             raise ValueError(f"eval.models_per_call must be a positive integer or auto; got {self.models_per_call!r}")
         if not isinstance(self.random_controls, int) or self.random_controls < 0:
             raise ValueError(f"eval.random_controls must be an integer >= 0; got {self.random_controls!r}")
+        if isinstance(self.control_trials, bool) or not isinstance(self.control_trials, int) or self.control_trials < 2:
+            raise ValueError(f"eval.control_trials must be an integer >= 2; got {self.control_trials!r}")
 
 
 def held_out_set(task: Task, config: EvalConfig):
@@ -66,9 +75,31 @@ def resolve_models_per_call(models_per_call: int | Literal["auto"]) -> int:
     return default_models_per_call() if models_per_call == "auto" else models_per_call
 
 
+def rollout_outputs(model: TanhRNN, inputs: Float[Array, "B T Nx"]) -> Float[Array, "B T Ny"]:
+    """``model(inputs)`` without its states: each step is read out as soon as it is computed.
+
+    Evaluation needs the outputs only, so the [B, T, Nh] states that ``model(inputs)`` keeps for
+    training's backward pass are never stored: Nh / Ny times less memory per network (21× for a
+    flip-flop network of 64 units). The arithmetic is the model's own, step for step.
+    """
+    drive = inputs @ model.w_xh.T
+    if model.b_h is not None:
+        drive = drive + model.b_h[None, None, :]
+    w_t, unit_mask = model.recurrent.matrix().T, model.unit_mask.astype(drive.dtype)
+
+    def step(t, carry):
+        state, read = carry
+        drive_t = jax.lax.dynamic_index_in_dim(drive, t, axis=1, keepdims=False)
+        state = jnp.tanh(drive_t + state @ w_t) * unit_mask[None, :]
+        return state, jax.lax.dynamic_update_index_in_dim(read, model.readout(state), t, axis=1)
+
+    start = (jnp.zeros_like(drive[:, 0]), jnp.zeros_like(drive, shape=(*drive.shape[:2], model.w_hy.shape[0])))
+    return jax.lax.fori_loop(0, drive.shape[1], step, start, unroll=_UNROLL)[1]
+
+
 @eqx.filter_jit
 def _outputs(models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int) -> Float[Array, "M B T Ny"]:
-    return map_models(lambda model, inputs: model(inputs), models_per_call, n_shared=1)(models, inputs)
+    return map_models(rollout_outputs, models_per_call, n_shared=1)(models, inputs)
 
 
 def _scores(outputs, targets, mask, variation, reference):
@@ -92,7 +123,7 @@ def _evaluate(
 ) -> tuple[Float[Array, " M"], Float[Array, " M"], Float[Array, " M"]]:
     def one(model, index, inputs, targets, mask, references):
         reference = None if references is None else references[index]
-        return _scores(model(inputs), targets, mask, target_variation(targets, mask), reference)
+        return _scores(rollout_outputs(model, inputs), targets, mask, target_variation(targets, mask), reference)
 
     shared = (inputs, targets, mask, references)
     return map_models(one, models_per_call, n_shared=len(shared))(models, reference_index, *shared)
@@ -144,7 +175,8 @@ def evaluate_models(
         n_references = references.w_xh.shape[0]
         # Every device needs every reference's outputs; gathered through the host, not by a
         # collective.
-        reference_outputs = jnp.asarray(np.asarray(_outputs(pad_models(references, n_references, models_per_call), inputs, models_per_call)))
+        padded = pad_models(references, n_references, models_per_call)
+        reference_outputs = jnp.asarray(np.asarray(_outputs(padded, inputs, models_per_call)))
         scores = _reference_scores(reference_outputs, targets, mask)
         reference_evaluation = Evaluation(*(host(x, n_references) for x in scores))
     fvu, agreement, distance = _evaluate(
@@ -166,6 +198,11 @@ def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:
     moved to the device once: per-network device calls cost ~2 ms each, seconds for a few
     thousand ablated networks.
     """
+    return jax.tree.map(jnp.asarray, _host_stack(weights))
+
+
+def _host_stack(weights: Sequence[RNNWeights]) -> TanhRNN:
+    """:func:`stack_weights` with its leaves still numpy arrays on the host."""
     width = max(w.width for w in weights)
     with_biases = any(w.b_h is not None or w.b_y is not None for w in weights)
 
@@ -174,14 +211,14 @@ def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:
         for slot, array in zip(out, arrays):
             if array is not None:
                 slot[tuple(slice(0, n) for n in array.shape)] = array
-        return jnp.asarray(out)
+        return out
 
     n_in, n_out = weights[0].w_xh.shape[1], weights[0].w_hy.shape[0]
     stacks = [
         stacked([w.w_xh for w in weights], (width, n_in)),
         stacked([w.w_hh for w in weights], (width, width)),
         stacked([w.w_hy for w in weights], (n_out, width)),
-        jnp.asarray(np.arange(width)[None, :] < np.array([w.width for w in weights])[:, None]),
+        np.arange(width)[None, :] < np.array([w.width for w in weights])[:, None],
     ]
     if with_biases:
         stacks += [stacked([w.b_h for w in weights], (width,)), stacked([w.b_y for w in weights], (n_out,))]
@@ -206,3 +243,55 @@ def evaluate_weights(
         None if references is None else stack_weights(references),
         reference_index,
     )
+
+
+# jax.jit, not eqx.filter_jit: the latter waits for every call's result, and the per-network calls
+# must be dispatched asynchronously for the devices to run at once and for the host to draw the
+# next network's variants meanwhile.
+@functools.partial(jax.jit, static_argnames="variants_per_call")
+def _variant_fvu(
+    base: TanhRNN,
+    w_hh: Float[Array, "V Nh Nh"],
+    inputs: Float[Array, "B T Nx"],
+    targets: Float[Array, "B T Ny"],
+    mask: Bool[Array, "B T Ny"],
+    variants_per_call: int,
+) -> Float[Array, " V"]:
+    variation = target_variation(targets, mask)
+
+    def one(matrix):
+        model = eqx.tree_at(lambda m: m.recurrent, base, DenseRecurrent(matrix))
+        return squared_error(rollout_outputs(model, inputs), targets, mask) / variation
+
+    return jax.lax.map(one, w_hh, batch_size=variants_per_call)
+
+
+def evaluate_recurrent_variants(
+    weights: Sequence[RNNWeights],
+    variants: Iterable[Float[np.ndarray, "V Nh Nh"]],
+    data,
+    models_per_call: int | Literal["auto"] = "auto",
+) -> list[Float[np.ndarray, " V"]]:
+    """Held-out FVU of network ``weights[i]`` with its W_hh replaced by each matrix of ``variants[i]``.
+
+    Every network's variants are one call on one device, the devices taking networks in turn,
+    and each call is dispatched as soon as its variants are drawn, so the host draws the next
+    network's while the devices roll out the last. Networks are zero-padded to the widest, so that
+    stacks of one size share one program per device. A device rolls out as many trials at once
+    as ``models_per_call`` networks on 1024 trials would.
+    """
+    per_call = max(1, resolve_models_per_call(models_per_call) * 1024 // data[0].shape[0])
+    # Everything is placed from the host: an eager device op would queue behind the rollouts
+    # already dispatched to its device and hold up the host until they finish.
+    networks, devices = _host_stack(weights), jax.devices()
+    width = networks.w_xh.shape[1]
+    placed = [jax.device_put(tuple(data), device) for device in devices]
+    results = []
+    for index, (network, stack) in enumerate(zip(weights, variants, strict=True)):
+        padded = np.zeros((len(stack), width, width), np.float32)
+        padded[:, : network.width, : network.width] = stack
+        device = devices[index % len(devices)]
+        base = jax.device_put(jax.tree.map(operator.itemgetter(index), networks), device)
+        data_there = placed[index % len(devices)]
+        results.append(_variant_fvu(base, jax.device_put(padded, device), *data_there, variants_per_call=per_call))
+    return [np.asarray(fvu, np.float64) for fvu in results]

@@ -23,7 +23,7 @@ import numpy as np
 from . import plots
 from .cache import ModelCache
 from .columns import Columns, declare, join_columns
-from .controls import CONTROLS, control_summary, coupling_support, random_perturbations
+from .controls import CONTROL_COLUMNS, CONTROLS, control_rows
 from .evaluate import EvalConfig, evaluate_weights, held_out_set
 from .fixed_points import (
     FIXED_POINT_COLUMNS,
@@ -38,7 +38,6 @@ from .interventions import (
     AblationSet,
     ablate_all,
     ablation_columns,
-    coupling_parts,
     subset_name,
 )
 from .learning import UNTRAINED_FVU, learning_failure, report_unlearned, unlearned
@@ -80,10 +79,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The random-control stage's columns: per control family, its ΔFVU summary (controls.control_summary).
-CONTROL_COLUMNS = declare(
-    **{f"ctrl_{family}_{stat}": float for family in CONTROLS for stat in ("median", "p05", "p95", "rank")}
-)
 
 # One row per model × subset: the stages' columns in this order (the output contract of results.csv).
 RESULT_COLUMNS = join_columns(
@@ -116,39 +111,6 @@ def ablate(trained: Sequence[TrainedModel], coords: Sequence[SchurCoords], alpha
     return [ablate_all(m.weights.w_hh, c, alpha) for m, c in zip(trained, coords)]
 
 
-def _control_rows(
-    trained: Sequence[TrainedModel],
-    coords: Sequence,
-    ablations: Sequence,
-    data,
-    config: EvalConfig,
-    full_fvu: np.ndarray,
-    structured_delta: np.ndarray,
-) -> list[dict]:
-    """Per model × nonempty subset: ΔFVU summaries of K matched-norm random perturbations."""
-    variants, owners = [], []
-    for index, (model, coord, ablation) in enumerate(zip(trained, coords, ablations)):
-        rng = np.random.default_rng([config.seed, index])
-        parts = coupling_parts(coord, ablation.partition)
-        for position, subset in enumerate(SUBSETS[1:], start=1):
-            delta_t = sum((parts[name] for name in subset), np.zeros_like(coord.t))
-            if ablation.removed_mass[position] <= config.min_removed_mass:
-                continue  # nothing removed: no perturbation size to match
-            support = coupling_support(coord, ablation.partition.r, subset)
-            for family, deltas in random_perturbations(coord, delta_t, support, config.random_controls, rng).items():
-                variants += [model.weights.with_recurrent(model.weights.w_hh - delta) for delta in deltas]
-                owners += [(index, position, family)] * len(deltas)
-    evaluation = evaluate_weights(variants, data, config)
-    grouped: dict[tuple, list[float]] = {}
-    for (index, position, family), fvu in zip(owners, evaluation.fvu):
-        grouped.setdefault((index, position, family), []).append(fvu - full_fvu[index])
-    summaries: list[dict] = [{} for _ in range(len(trained) * len(SUBSETS))]
-    for (index, position, family), deltas in grouped.items():
-        summary = control_summary(structured_delta[index * len(SUBSETS) + position], np.array(deltas))
-        summaries[index * len(SUBSETS) + position] |= {f"ctrl_{family}_{k}": v for k, v in summary.items()}
-    return summaries
-
-
 def random_controls(
     trained: Sequence[TrainedModel],
     coords: Sequence[SchurCoords],
@@ -163,7 +125,7 @@ def random_controls(
     everywhere without controls (``eval.random_controls=0``) or targets to score them on."""
     if not _with_controls(config, has_targets):
         return [{} for _ in scores.delta_fvu]
-    return _control_rows(trained, coords, ablations, data, config, scores.full_fvu, scores.delta_fvu)
+    return control_rows([m.weights for m in trained], coords, ablations, data, config, scores.delta_fvu)
 
 
 def _with_controls(config: EvalConfig, has_targets: bool) -> bool:

@@ -292,7 +292,8 @@ def _run_waves(run_chunk: Callable, states: list, keys: list, wave: int) -> list
     at once, and the next wave starts when it is done."""
     done = []
     for start in range(0, len(states), wave):
-        done += jax.block_until_ready([run_chunk(s, k) for s, k in zip(states[start : start + wave], keys[start : start + wave])])
+        wave_states, wave_keys = states[start : start + wave], keys[start : start + wave]
+        done += jax.block_until_ready([run_chunk(s, k) for s, k in zip(wave_states, wave_keys)])
     return done
 
 
@@ -333,7 +334,9 @@ def _train_group(run: _GroupRun, state: TrainState, keys, path: Path | None) -> 
             state = eqx.tree_at(lambda s: s.stopped, state, stopped)
         done = min((chunk + 1) * config.chunk_length, config.steps)
         run.bar.update(count * (done - min(chunk * config.chunk_length, config.steps)))
-        run.bar.set_postfix(loss=f"{np.nanmedian(state.loss):.3g}", diverged=int(state.diverged.sum()), stopped=int(stopped.sum()))
+        run.bar.set_postfix(
+            loss=f"{np.nanmedian(state.loss):.3g}", diverged=int(state.diverged.sum()), stopped=int(stopped.sum())
+        )
         finished = bool((stopped | state.diverged).all())
         if path is not None:
             save_checkpoint(path, n_chunks if finished else chunk + 1, state)
@@ -373,31 +376,39 @@ def train_models(
     from it, so an interrupted run continues where it stopped and ends bitwise where an
     uninterrupted one would.
     """
-    if config.until_solved and stop_when is None:
-        raise ValueError("train.until_solved=true needs a stopping criterion for this task")
-    if len(models) != len(data_keys):
-        raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
-    group_size = _group_size(models_per_group)
+    _check_arguments(config, models, data_keys, stop_when)
     init, train_chunk = make_train(task, config)
     # The state is updated in place across chunks; the data keys are reused, so not donated.
     run_chunk = jax.jit(jax.vmap(train_chunk), donate_argnums=0)
-    trained: list = [None] * len(models)
-    n_chunks = math.ceil(config.steps / config.chunk_length)
-    # TrainResult field <- TrainState field
-    fields = {"steps": ("step", int), "diverged": ("diverged", bool), "stopped": ("stopped", bool)}
-    flags = {name: np.zeros(len(models), kind) for name, (_, kind) in fields.items()}
-    final_loss, history = np.full(len(models), np.nan), np.full((2, len(models), n_chunks), np.nan)
-    total = config.steps * len(models)
-    with tqdm(total=total, unit="model·step", disable=not progress, smoothing=0) as bar:
-        run = _GroupRun(config, run_chunk, group_size, stop_when, bar)
+    trained = []
+    with tqdm(total=config.steps * len(models), unit="model·step", disable=not progress, smoothing=0) as bar:
+        run = _GroupRun(config, run_chunk, _group_size(models_per_group), stop_when, bar)
         for indices in _program_groups(models):
             state = jax.vmap(init)(stack_models([models[i] for i in indices]))
             keys = jnp.stack([data_keys[i] for i in indices])
             path = None if checkpoint_path is None else checkpoint_path(indices)
-            state, history[:, indices] = _train_group(run, state, keys, path)
-            for index, model in zip(indices, unstack_models(state.model)):
-                trained[index] = model
-            final_loss[indices] = np.asarray(state.loss)
-            for name, (field, _) in fields.items():
-                flags[name][indices] = np.asarray(getattr(state, field))
-    return TrainResult(trained, final_loss, **flags, loss_history=history[0], grad_norm_history=history[1])
+            trained.append((indices, *_train_group(run, state, keys, path)))
+    return _collected(trained, len(models), math.ceil(config.steps / config.chunk_length))
+
+
+def _check_arguments(config: TrainConfig, models: Sequence[TanhRNN], data_keys: Sequence, stop_when) -> None:
+    if config.until_solved and stop_when is None:
+        raise ValueError("train.until_solved=true needs a stopping criterion for this task")
+    if len(models) != len(data_keys):
+        raise ValueError(f"got {len(models)} models but {len(data_keys)} data keys")
+
+
+def _collected(programs: list[tuple[list[int], TrainState, np.ndarray]], count: int, n_chunks: int) -> TrainResult:
+    """The models, flags and histories of every program's final state, in the order the models were given."""
+    trained: list = [None] * count
+    final_loss, history = np.full(count, np.nan), np.full((2, count, n_chunks), np.nan)
+    steps, diverged, stopped = np.zeros(count, int), np.zeros(count, bool), np.zeros(count, bool)
+    for indices, state, program_history in programs:
+        for index, model in zip(indices, unstack_models(state.model)):
+            trained[index] = model
+        final_loss[indices], history[:, indices] = np.asarray(state.loss), program_history
+        flags = (state.step, state.diverged, state.stopped)
+        steps[indices], diverged[indices], stopped[indices] = (np.asarray(flag) for flag in flags)
+    return TrainResult(
+        trained, final_loss, steps, diverged, stopped, loss_history=history[0], grad_norm_history=history[1]
+    )

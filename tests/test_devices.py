@@ -16,8 +16,9 @@ from schurjax.tasks import make_task
 from schurjax.train import TrainConfig, train_models
 
 # Trains 3 models (widths 8, 6, 8: two programs, the width-8 one an odd count, so its groups
-# need a padded copy) for 2 chunks, writing a checkpoint per program after each; optionally stops after the first chunk as a killed run
-# would, and resumes from whatever checkpoint the directory holds. Prints losses and weights.
+# need a padded copy) for 2 chunks, writing a checkpoint per program after each; optionally stops
+# after the first chunk as a killed run would, and resumes from whatever checkpoint the directory
+# holds. Prints losses and weights.
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -115,4 +116,5 @@ def test_a_bad_cpu_device_count_is_refused(count):
 def test_a_bad_group_size_is_refused(key, group):
     task = make_task("flipflop")
     with pytest.raises(ValueError, match="models_per_group"):
-        train_models(task, TrainConfig(steps=1), [init_model("dense_default", 4, 3, 3, key)], [key], models_per_group=group)
+        model = init_model("dense_default", 4, 3, 3, key)
+        train_models(task, TrainConfig(steps=1), [model], [key], models_per_group=group)

@@ -47,3 +47,18 @@ def test_stacked_weights_are_the_padded_dense_models(key):
     for e, a in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
         assert e.dtype == a.dtype and e.shape == a.shape
         np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+
+
+def test_outputs_without_states_are_the_models_outputs_bit_for_bit(key):
+    """The evaluator reads each step out as it goes instead of keeping the states; the arithmetic is
+    the model's own, so the outputs (and every reported metric) are unchanged to the last bit."""
+    from schurjax.evaluate import rollout_outputs
+
+    inputs = held_out_set(make_task("flipflop"), EvalConfig(trials=32))[0]
+    weights = export_weights(init_model("dense_orthogonal", 12, 3, 3, key))
+    biased = dataclasses.replace(weights, b_h=np.linspace(-0.3, 0.3, 12), b_y=np.full(3, 0.1))
+    for model in (dense_model(weights), dense_model(biased, 16)):  # the second padded to 16 units
+        expected = np.asarray(jax.jit(lambda m, x: m(x))(model, inputs))
+        actual = np.asarray(jax.jit(rollout_outputs)(model, inputs))
+        np.testing.assert_array_equal(actual, expected)
+        assert np.abs(expected).max() > 0.1
