@@ -28,7 +28,14 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ._common import RESULTS_DIR, best_time, parser, print_table, use_devices, write_json
+from ._common import (
+    RESULTS_DIR,
+    best_time,
+    parser,
+    print_table,
+    use_devices,
+    write_json,
+)
 from .train_throughput import run_jax
 
 NAME = "flops"

@@ -23,7 +23,13 @@ import math
 import sys
 import time
 
-from ._common import parser, print_table, recurrent_gflop_per_model_step, use_devices, write_json
+from ._common import (
+    parser,
+    print_table,
+    recurrent_gflop_per_model_step,
+    use_devices,
+    write_json,
+)
 from .train_throughput import run_jax
 
 NAME = "scaling"

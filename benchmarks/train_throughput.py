@@ -40,8 +40,8 @@ from ._common import (
     recurrent_gflop_per_model_step,
     run_isolated,
     serve_one,
-    use_devices,
     timed,
+    use_devices,
     write_json,
 )
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from . import plots
 from .cache import ModelCache
-from .columns import Columns, declare, join_columns
+from .columns import Columns, join_columns
 from .controls import CONTROL_COLUMNS, CONTROLS, control_rows
-from .evaluate import EvalConfig, evaluate_weights, held_out_set
+from .evaluate import EvalConfig, held_out_set
 from .fixed_points import (
     FIXED_POINT_COLUMNS,
     FIXED_POINT_SUMMARY_COLUMNS,

@@ -15,10 +15,10 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from ._typing import Array, Bool
 from .cache import CachedModel, ModelCache, training_key
 from .columns import declare
 from .constructions import DenseRecurrent
-from ._typing import Array, Bool
 from .model import TanhRNN, init_model
 from .spec import RunSpec
 from .train import TrainResult, train_models

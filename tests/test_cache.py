@@ -21,7 +21,13 @@ from schurjax.pipeline import RunSpec, model_training_key, run
 from schurjax.results import save_weights
 from schurjax.subspace import DiagnosticsConfig
 from schurjax.tasks import make_task
-from schurjax.train import TrainConfig, load_checkpoint, make_train, save_checkpoint, train_models
+from schurjax.train import (
+    TrainConfig,
+    load_checkpoint,
+    make_train,
+    save_checkpoint,
+    train_models,
+)
 from schurjax.weights import RNNWeights, export_weights
 
 TINY = TrainConfig(steps=8, batch_size=8, chunk_steps=4)

@@ -9,7 +9,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from experiments.config import diagnostics_config, eval_config, paper_specs, protocol_candidates, run_spec
+from experiments.config import (
+    diagnostics_config,
+    eval_config,
+    paper_specs,
+    protocol_candidates,
+    run_spec,
+)
 from schurjax.evaluate import EvalConfig
 from schurjax.pipeline import RunSpec
 from schurjax.protocols import PROTOCOLS, training_protocol

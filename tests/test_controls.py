@@ -15,7 +15,12 @@ from schurjax.controls import (
     perturbed_recurrent,
     random_perturbations,
 )
-from schurjax.evaluate import EvalConfig, evaluate_recurrent_variants, evaluate_weights, held_out_set
+from schurjax.evaluate import (
+    EvalConfig,
+    evaluate_recurrent_variants,
+    evaluate_weights,
+    held_out_set,
+)
 from schurjax.interventions import SUBSETS, ablate_all, coupling_parts
 from schurjax.model import init_model
 from schurjax.schur import ordered_schur

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from schurjax.constructions import CONSTRUCTIONS
-from schurjax.model import TanhRNN, init_model, pad_model, stack_models, unpad_model, unstack_models
+from schurjax.model import (
+    TanhRNN,
+    init_model,
+    pad_model,
+    stack_models,
+    unpad_model,
+    unstack_models,
+)
 from schurjax.weights import RNNWeights, dense_model, export_weights
 
 

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from experiments.reproduction.report import PAPER_COPY, numeric_verdict, reproduction_report
+from experiments.reproduction.report import (
+    PAPER_COPY,
+    numeric_verdict,
+    reproduction_report,
+)
 from experiments.reproduction.suites import CI_SUMMARY_COLUMNS, confidence_summary
 from schurjax.interventions import SUBSETS, subset_name
 from schurjax.results import SUMMARY_COLUMNS, read_csv

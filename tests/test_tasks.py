@@ -14,7 +14,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from schurjax.tasks import TASKS, CdiTask, CopyTask, FlipFlopTask, SineTask, Task, make_task
+from schurjax.tasks import (
+    TASKS,
+    CdiTask,
+    CopyTask,
+    FlipFlopTask,
+    SineTask,
+    Task,
+    make_task,
+)
 
 B = 64
 

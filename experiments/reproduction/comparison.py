@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.reproduction.report import PAPER_COPY, PAPER_NEURO, format_number, mean_sem_text
+from experiments.reproduction.report import (
+    PAPER_COPY,
+    PAPER_NEURO,
+    format_number,
+    mean_sem_text,
+)
 from experiments.reproduction.suites import PUBLISHED_TABLES, PaperResult, PaperSpec
 from schurjax.pipeline import learning_failure
 from schurjax.provenance import provenance

@@ -16,8 +16,21 @@ from experiments.reproduction.report import reproduction_report
 from schurjax import plots
 from schurjax.cache import ModelCache
 from schurjax.evaluate import held_out_set
-from schurjax.pipeline import RunSpec, analyse, model_training_key, train_all, write_results, write_run
-from schurjax.results import SUMMARY_COLUMNS, is_diverged, summarise, t_half_width, write_csv
+from schurjax.pipeline import (
+    RunSpec,
+    analyse,
+    model_training_key,
+    train_all,
+    write_results,
+    write_run,
+)
+from schurjax.results import (
+    SUMMARY_COLUMNS,
+    is_diverged,
+    summarise,
+    t_half_width,
+    write_csv,
+)
 
 log = logging.getLogger(__name__)
 
