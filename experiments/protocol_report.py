@@ -27,7 +27,8 @@ from schurjax.provenance import provenance
 from schurjax.results import write_csv
 
 STUDY_COLUMNS = (
-    "task", "protocol", "settings", "models", "learned", "learned_by_construction", "diverged", "fvu_median", "fvu_q25", "fvu_q75",
+    "task", "protocol", "settings", "models", "learned", "learned_by_construction", "diverged",
+    "fvu_median", "fvu_q25", "fvu_q75",
     "peak_grad_norm_median", "seconds", "reused", "is_default",
     *(f"{b}_{s}" for b in BLOCKS for s in ("median", "q25", "q75", "dominant")), "CC_over_CR",
 )
@@ -51,7 +52,9 @@ def fvu_figure(cells: Sequence[Cell], stem: Path) -> list[Path]:
                 ok = learned(row)
                 fvu = max(row["fvu"], 1e-5)
                 ax.scatter(x + offset, fvu, s=12, facecolors="C0" if ok else "none", edgecolors="C0" if ok else "C3")
-            ax.annotate(f"{summarise_cell(cell)['learned']}/{len(cell.trained)}", (x, 1.0), ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                f"{summarise_cell(cell)['learned']}/{len(cell.trained)}", (x, 1.0), ha="center", va="bottom", fontsize=7
+            )
         ax.axhline(UNTRAINED_FVU, color="grey", linestyle="--", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(range(len(task_cells)), [c.candidate.protocol for c in task_cells], rotation=60, fontsize=7)
@@ -67,7 +70,10 @@ def gradient_figure(cells: Sequence[Cell], protocol: str, stem: Path) -> list[Pa
     figure = Figure(figsize=(4.0 * len(chosen), 5.2), layout="constrained")
     axes = figure.subplots(2, len(chosen), squeeze=False, sharex="col")
     for column, cell in enumerate(chosen):
-        steps = np.minimum(np.arange(1, 1 + len(cell.trained[0].loss_history)) * cell.candidate.spec.train.chunk_length, cell.candidate.spec.train.steps)
+        steps = np.minimum(
+            np.arange(1, 1 + len(cell.trained[0].loss_history)) * cell.candidate.spec.train.chunk_length,
+            cell.candidate.spec.train.steps,
+        )
         for model, row in zip(cell.trained, full_rows(cell)):
             style = dict(color="0.6" if learned(row) else "C3", linewidth=0.8, alpha=0.8)
             axes[0, column].plot(steps[: len(model.loss_history)], model.loss_history, **style)
@@ -86,16 +92,20 @@ def _fmt(x: float) -> str:
 
 def _learning_table(summaries: Sequence[Mapping]) -> list[str]:
     lines = [
-        "| task | protocol | settings | learned | diverged | FVU median [IQR] | peak ‖∇L‖ (median) | train + analysis s |",
+        "| task | protocol | settings | learned | diverged | FVU median [IQR] | peak ‖∇L‖ (median) "
+        "| train + analysis s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         mark = " **(default)**" if s["is_default"] else ""
-        learned = f"{s['learned']}/{s['models']}" + (f" ({s['learned_by_construction']})" if "," in s["learned_by_construction"] else "")
+        learned = f"{s['learned']}/{s['models']}" + (
+            f" ({s['learned_by_construction']})" if "," in s["learned_by_construction"] else ""
+        )
         wall = f"{s['seconds']:.0f}"
         lines.append(
             f"| {s['task']} | {s['protocol']}{mark} | {s['settings']} | {learned} | {s['diverged']} | "
-            f"{_fmt(s['fvu_median'])} [{_fmt(s['fvu_q25'])}, {_fmt(s['fvu_q75'])}] | {_fmt(s['peak_grad_norm_median'])} | {wall} |"
+            f"{_fmt(s['fvu_median'])} [{_fmt(s['fvu_q25'])}, {_fmt(s['fvu_q75'])}] | "
+            f"{_fmt(s['peak_grad_norm_median'])} | {wall} |"
         )
     return lines
 
@@ -135,7 +145,9 @@ def _defaults(summaries: Sequence[Mapping]) -> list[str]:
     for task, config in PROTOCOLS["default"].items():
         match = [s for s in summaries if s["task"] == task and s["is_default"]]
         if match:
-            by_construction = f" ({match[0]['learned_by_construction']})" if "," in match[0]["learned_by_construction"] else ""
+            by_construction = (
+                f" ({match[0]['learned_by_construction']})" if "," in match[0]["learned_by_construction"] else ""
+            )
             numbers = f"{match[0]['learned']}/{match[0]['models']}{by_construction} | {_fmt(match[0]['fvu_median'])}"
         else:
             numbers = "not in this study | –"
@@ -144,7 +156,11 @@ def _defaults(summaries: Sequence[Mapping]) -> list[str]:
 
 
 def report(cells: Sequence[Cell], summaries: Sequence[Mapping], command: str) -> str:
-    unlearned = [f"- {c.candidate.task} / {c.candidate.protocol}: " + ", ".join(unlearned_models(c)) for c in cells if unlearned_models(c)]
+    unlearned = [
+        f"- {c.candidate.task} / {c.candidate.protocol}: " + ", ".join(unlearned_models(c))
+        for c in cells
+        if unlearned_models(c)
+    ]
     sections = [
         "# Training protocols: which one trains every seed, and what it does to the ablation profile",
         "",
@@ -178,7 +194,8 @@ def report(cells: Sequence[Cell], summaries: Sequence[Mapping], command: str) ->
         "",
         *_defaults(summaries),
         "",
-        "The paper's exact protocol stays one override away: `python -m experiments.run task=<task> train.protocol=paper`.",
+        "The paper's exact protocol stays one override away: "
+        "`python -m experiments.run task=<task> train.protocol=paper`.",
         "",
         "## Models that did not learn",
         "",
@@ -189,7 +206,10 @@ def report(cells: Sequence[Cell], summaries: Sequence[Mapping], command: str) ->
 
 
 def write_study(cells: Sequence[Cell], out_dir: Path, command: str) -> None:
-    summaries = [summarise_cell(c) | {"is_default": c.candidate.spec.train == PROTOCOLS["default"].get(c.candidate.task)} for c in cells]
+    summaries = [
+        summarise_cell(c) | {"is_default": c.candidate.spec.train == PROTOCOLS["default"].get(c.candidate.task)}
+        for c in cells
+    ]
     for cell in cells:
         write_cell(cell, out_dir)
     write_csv(out_dir / "protocols.csv", summaries, STUDY_COLUMNS)

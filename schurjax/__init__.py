@@ -28,7 +28,8 @@ Host code (numpy/scipy, float64; no tracing):
 
 ``pipeline`` joins the stages as plain function calls: ``spec`` (what a run is), ``training``
 (train or reuse), ``scoring`` (Schur, ablations, evaluation), ``learning`` (which models learned),
-with ``columns`` (result columns declared by the stage computing them) and ``timing``. The command line (Hydra) and the paper's reproduction live in ``experiments/``, outside the
+with ``columns`` (result columns declared by the stage computing them) and ``timing``. The
+command line (Hydra) and the paper's reproduction live in ``experiments/``, outside the
 library: importing schurjax imports neither.
 """
 

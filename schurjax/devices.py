@@ -86,7 +86,9 @@ def split_groups(tree, count: int, group: int) -> list:
     padded = _repeat_last(tree, -count % group)
     n_groups, devices = -(-count // group), jax.devices()
     return [
-        jax.device_put(jax.tree.map(lambda leaf: leaf[i * group : (i + 1) * group], padded), devices[i % len(devices)])
+        jax.device_put(
+            jax.tree.map(lambda leaf, i=i: leaf[i * group : (i + 1) * group], padded), devices[i % len(devices)]
+        )
         for i in range(n_groups)
     ]
 

@@ -76,8 +76,9 @@ def draw_starts(
     """Per model, which of its ``n_states`` rollout states to start from and the noise to add.
 
     Drawn on the host: compiling a jax.random program takes seconds on a CPU (measured 3-4 s
-    on a loaded 2-core machine), longer than the whole solve. Model i's draws depend only on ``key``, i and its width (``widths[i]``); the
-    noise is zero on the units that pad it to the widest model.
+    on a loaded 2-core machine), longer than the whole solve. Model i's draws depend only on
+    ``key``, i and its width (``widths[i]``); the noise is zero on the units that pad it to the
+    widest model.
     """
     seed = [int(word) for word in np.asarray(jax.random.key_data(key)).ravel()]
     picks = np.zeros((len(widths), n_starts), np.int64)

@@ -50,7 +50,9 @@ def training_protocol(task: str, name: str = "default", **changes) -> TrainConfi
     """The ``name`` protocol of ``task`` (tasks without their own entry get the neuro tasks'
     paper protocol), with ``changes`` (TrainConfig fields) on top."""
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown training protocol {name!r}; choose one of: {', '.join(PROTOCOLS)} (train.protocol={name})")
+        raise ValueError(
+            f"unknown training protocol {name!r}; choose one of: {', '.join(PROTOCOLS)} (train.protocol={name})"
+        )
     return dataclasses.replace(PROTOCOLS[name].get(task, PAPER), **changes)
 
 

@@ -197,7 +197,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_bitwise_equal(tmp_pat
 
     for writes_before_kill in (1, 3):  # the first kill right after a checkpoint, the next a few chunks later
         process = subprocess.Popen(
-            [sys.executable, "-m", "experiments.run", f"hydra.run.dir={tmp_path / 'run'}", *common, f"cache_dir={cache}"],
+            [
+                sys.executable, "-m", "experiments.run", f"hydra.run.dir={tmp_path / 'run'}", *common,
+                f"cache_dir={cache}",
+            ],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         last, seen, deadline = stamp(), 0, time.monotonic() + 300

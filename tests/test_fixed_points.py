@@ -229,7 +229,9 @@ def test_saved_states_are_fixed_points_of_the_saved_networks_and_their_ablations
         assert [p["fp_index"] for p in rows] == list(range(len(found)))
         np.testing.assert_allclose(0.5 * residual**2, [p["q"] for p in rows], rtol=1e-6, atol=1e-20)
     # the ablations are different networks, with fixed points of their own
-    assert not np.allclose(loaded["dense", 3, 0, 0.9, "T_CR", "zero"][:1], loaded["dense", 3, 0, 0.9, "none", "zero"][:1])
+    assert not np.allclose(
+        loaded["dense", 3, 0, 0.9, "T_CR", "zero"][:1], loaded["dense", 3, 0, 0.9, "none", "zero"][:1]
+    )
 
 
 def test_max_steps_reaches_the_solver_and_unconverged_slow_points_are_flagged():

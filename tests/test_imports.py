@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _weights(tmp_path, name="net.npz", width=6, n_in=3, n_out=3, **overrides):
     rng = np.random.default_rng(0)
     arrays = dict(
-        W_xh=rng.normal(size=(width, n_in)), W_hh=rng.normal(size=(width, width)) / width, W_hy=rng.normal(size=(n_out, width))
+        W_xh=rng.normal(size=(width, n_in)),
+        W_hh=rng.normal(size=(width, width)) / width,
+        W_hy=rng.normal(size=(n_out, width)),
     ) | overrides
     arrays = {k: v for k, v in arrays.items() if v is not None}
     np.savez(tmp_path / name, **arrays)
@@ -157,7 +159,9 @@ def test_torch_prefixes_are_configurable(tmp_path):
     torch = pytest.importorskip("torch")
     rnn = torch.nn.RNN(2, 5, nonlinearity="tanh", batch_first=True, bias=False)
     head = torch.nn.Linear(5, 1, bias=False)
-    state = {f"encoder.{k}": v for k, v in rnn.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
+    state = {f"encoder.{k}": v for k, v in rnn.state_dict().items()} | {
+        f"head.{k}": v for k, v in head.state_dict().items()
+    }
     torch.save(state, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="missing rnn.weight_ih_l0.*torch.rnn_prefix"):
         load_networks(tmp_path / "m.pt")

@@ -26,7 +26,9 @@ def test_a_notebook_run_spec_trains_under_the_task_default_protocol():
 def test_the_paper_protocol_is_the_paper_s():
     for task in ("flipflop", "sine", "cdi"):
         config = training_protocol(task, "paper")
-        assert (config.steps, config.batch_size, config.lr, config.clip_norm, config.decay) == (3840, 64, 1e-3, None, "constant")
+        assert (config.steps, config.batch_size, config.lr, config.clip_norm, config.decay) == (
+            3840, 64, 1e-3, None, "constant"
+        )
     copy = training_protocol("copy", "paper")
     assert copy.steps == 8000 and copy.until_solved
 
@@ -38,8 +40,8 @@ def test_an_unknown_protocol_names_the_override():
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"clip_norm": 0.0}, "clip_norm"), ({"clip_norm": float("inf")}, "clip_norm"), ({"warmup_steps": 3840}, "warmup_steps"),
-     ({"warmup_steps": -1}, "warmup_steps"), ({"decay": "linear"}, "decay")],
+    [({"clip_norm": 0.0}, "clip_norm"), ({"clip_norm": float("inf")}, "clip_norm"),
+     ({"warmup_steps": 3840}, "warmup_steps"), ({"warmup_steps": -1}, "warmup_steps"), ({"decay": "linear"}, "decay")],
 )
 def test_bad_protocol_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -85,7 +87,9 @@ def test_the_protocol_study_runs_through_the_cli_and_reports_every_cell(tmp_path
     )
     assert done.returncode == 0, done.stderr
     table = read_csv(tmp_path / "run" / "protocols.csv")
-    assert [(r["task"], r["protocol"]) for r in table] == [("flipflop", "paper"), ("flipflop", "clip1"), ("copy", "paper")]
+    assert [(r["task"], r["protocol"]) for r in table] == [
+        ("flipflop", "paper"), ("flipflop", "clip1"), ("copy", "paper")
+    ]
     assert all(r["models"] == "2" and 0 <= int(r["learned"]) <= 2 for r in table)
     curves = read_csv(tmp_path / "run" / "training_curves.csv")
     assert {r["step"] for r in curves if r["task"] == "flipflop"} == {"20", "40"}  # 2 chunks of 20 steps

@@ -40,7 +40,9 @@ def _digests(devices: int, seeds: list[int], widths: list[int]) -> dict[str, str
 
 
 def test_a_seed_trains_bitwise_alike_whatever_trains_beside_it_and_on_any_device_count():
-    runs = [(1, [0], [16]), (1, [2, 0, 1], [16, 12]), (2, [0], [16]), (2, [0, 1, 2], [20, 16]), (2, [3, 1, 0, 4, 2], [16])]
+    runs = [
+        (1, [0], [16]), (1, [2, 0, 1], [16, 12]), (2, [0], [16]), (2, [0, 1, 2], [20, 16]), (2, [3, 1, 0, 4, 2], [16])
+    ]
     digests = [_digests(*run) for run in runs]
     for seed in range(5):
         seen = {d[str(seed)] for d in digests if str(seed) in d}

@@ -108,7 +108,10 @@ def test_readout_overlap_sees_only_the_readout_row_space():
     geometry, w = _geometry([1.0, 1.0, 1.0, 1.0]), np.eye(4)
     assert perturbation_diagnostics(w, np.outer(u, v), w_hy, geometry, 0.9)["readout_overlap"] == pytest.approx(1.0)
     orthogonal = np.array([1.0, -1.0, 0.0, 0.0]) / np.sqrt(2)
-    assert perturbation_diagnostics(w, np.outer(orthogonal, v), w_hy, geometry, 0.9)["readout_overlap"] == pytest.approx(0.0, abs=1e-15)
+    assert (
+        perturbation_diagnostics(w, np.outer(orthogonal, v), w_hy, geometry, 0.9)["readout_overlap"]
+        == pytest.approx(0.0, abs=1e-15)
+    )
 
 
 def test_numerically_zero_removal_has_undefined_overlaps():
@@ -120,7 +123,8 @@ def test_numerically_zero_removal_has_undefined_overlaps():
 def test_state_geometry_matches_a_direct_rollout():
     rng = np.random.default_rng(1)
     weights = [
-        RNNWeights(rng.normal(size=(n, 2)), rng.normal(size=(n, n)) / np.sqrt(n), rng.normal(size=(1, n))) for n in (3, 5)
+        RNNWeights(rng.normal(size=(n, 2)), rng.normal(size=(n, n)) / np.sqrt(n), rng.normal(size=(1, n)))
+        for n in (3, 5)
     ]
     inputs = rng.normal(size=(4, 7, 2)).astype(np.float32)
     for w, geometry in zip(weights, state_geometry(weights, inputs, models_per_call=2)):
@@ -136,7 +140,8 @@ def test_state_geometry_matches_a_direct_rollout():
 def _row(task, subset, delta, removed, act, overlap=0.5, diverged=False):
     return dict(
         task=task, subset=subset, delta_fvu=delta, removed_mass=removed, act_perturbation=act, pc_overlap=overlap,
-        pc_overlap_col=overlap, pc_overlap_row=overlap, readout_overlap=None if overlap is None else 0.1, diverged=diverged,
+        pc_overlap_col=overlap, pc_overlap_row=overlap, readout_overlap=None if overlap is None else 0.1,
+        diverged=diverged,
     )
 
 

@@ -8,7 +8,9 @@ from schurjax.timing import Stopwatch, process_age
 
 
 def _stages(table: str) -> dict[str, tuple[float, float]]:
-    return {line.rsplit(maxsplit=4)[0]: (float(line.split()[-4]), float(line.split()[-2])) for line in table.splitlines()}
+    return {
+        line.rsplit(maxsplit=4)[0]: (float(line.split()[-4]), float(line.split()[-2])) for line in table.splitlines()
+    }
 
 
 def test_stages_accumulate_and_their_shares_add_up():
