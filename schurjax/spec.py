@@ -9,8 +9,29 @@ from .evaluate import EvalConfig
 from .interventions import check_alpha
 from .protocols import training_protocol
 from .subspace import DiagnosticsConfig
-from .tasks import Task, make_task
+from .tasks import TASKS, Task, make_task
 from .train import TrainConfig
+
+# RunSpec's defaults for a task that declares none of its own.
+RUN_DEFAULTS = dict(
+    widths=(64,), constructions=("dense_orthogonal",), eval_task_params={}, eval=EvalConfig(),
+    diagnostics=DiagnosticsConfig(),
+)
+
+
+def task_run_defaults(task: str) -> dict:
+    """RunSpec's defaults for ``task``: :data:`RUN_DEFAULTS` changed by the task's ``run_defaults``
+    (an unknown task gets RUN_DEFAULTS; RunSpec then names the known ones)."""
+    changes = TASKS[task].run_defaults if task in TASKS else {}
+    unknown = sorted(set(changes) - set(RUN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"task {task!r}: run_defaults {unknown} are not among {sorted(RUN_DEFAULTS)}")
+    defaults = dict(RUN_DEFAULTS, eval_task_params={})
+    for field, change in changes.items():
+        base = defaults[field]
+        defaults[field] = dataclasses.replace(base, **change) if dataclasses.is_dataclass(base) else change
+    # a fresh mapping per spec: the task's declaration stays untouched
+    return defaults | dict(eval_task_params=dict(defaults["eval_task_params"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,22 +40,26 @@ class RunSpec:
 
     task: str
     seeds: tuple[int, ...] = (0, 1, 2)
-    widths: tuple[int, ...] = (64,)
-    constructions: tuple[str, ...] = ("dense_orthogonal",)
+    # None here and below: the task's own default (Task.run_defaults), else the one in RUN_DEFAULTS.
+    widths: tuple[int, ...] | None = None
+    constructions: tuple[str, ...] | None = None
     # The leading-sector threshold, or several: each α is analysed from the same training and Schur
     # decomposition, one row per model × α × subset (``alpha`` column).
     alpha: float | tuple[float, ...] = 0.9
     task_params: Mapping = dataclasses.field(default_factory=dict)
     # Overrides of task_params for the held-out set (the copy task scores 128 replay lags).
-    eval_task_params: Mapping = dataclasses.field(default_factory=dict)
+    eval_task_params: Mapping | None = None
     # The named training protocol (schurjax.protocols) that ``train`` starts from; ``train=None``
     # takes it as it is, so that a notebook trains as the command line does.
     protocol: str = "default"
     train: TrainConfig | None = None
-    eval: EvalConfig = EvalConfig()
-    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    eval: EvalConfig | None = None
+    diagnostics: DiagnosticsConfig | None = None
 
     def __post_init__(self):
+        for field, value in task_run_defaults(self.task).items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, value)
         protocol = training_protocol(self.task, self.protocol)  # also refuses an unknown name
         if self.train is None:
             object.__setattr__(self, "train", protocol)

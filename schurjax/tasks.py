@@ -49,6 +49,9 @@ class Task(abc.ABC):
     headline_metric: ClassVar[str] = "delta_fvu"
     # Whether :meth:`solved` is defined, so that training can stop once it holds (train.until_solved).
     has_solved_criterion: ClassVar[bool] = False
+    # The run settings this task takes apart from RunSpec's own defaults, by RunSpec field (``eval`` and
+    # ``diagnostics``: their fields to change); conf/task/<name>.yaml states the same (a test checks).
+    run_defaults: ClassVar[dict] = {}
 
     @property
     @abc.abstractmethod
@@ -175,6 +178,14 @@ class CopyTask(Task):
     name: ClassVar[str] = "copy"
     headline_metric: ClassVar[str] = "replay_accuracy"
     has_solved_criterion: ClassVar[bool] = True
+    run_defaults: ClassVar[dict] = dict(
+        widths=(56, 64, 72),
+        constructions=("dense_default", "dense_orthogonal", "dense_normal", "cayley"),
+        eval_task_params={"lags": 128},  # the paper scores replay over 128 lags
+        # 36 controllers: random controls and fixed points are opt-in
+        eval={"random_controls": 0},
+        diagnostics={"fixed_points": False},
+    )
 
     def __post_init__(self):
         for field in ("n_symbols", "dim", "lags"):

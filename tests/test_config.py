@@ -105,19 +105,6 @@ CONFIG_CHOICES = {
     ("paper", "eval", "random_controls"): 0,
     ("protocols", "eval", "random_controls"): 0,
 }
-# What conf/task/<task>.yaml sets apart from the library's RunSpec defaults for that task.
-TASK_CHOICES = {
-    "copy": dict(
-        widths=(56, 64, 72),
-        constructions=("dense_default", "dense_orthogonal", "dense_normal", "cayley"),
-        eval_task_params={"lags": 128},  # the paper scores replay over 128 lags
-        # 36 controllers: random controls and fixed points are opt-in
-        eval=EvalConfig(random_controls=0),
-        diagnostics=DiagnosticsConfig(fixed_points=False),
-    ),
-}
-
-
 def _plain(name: str, overrides=()) -> dict:
     return OmegaConf.to_container(_compose(name, overrides), resolve=True)
 
@@ -155,9 +142,10 @@ def test_configs_that_restate_a_default_state_the_library_default(name):
 @pytest.mark.parametrize("task", TASKS)
 def test_a_notebook_run_spec_is_the_command_line_default(task):
     """``RunSpec(task=...)`` is ``python -m experiments.run task=...``: same seeds, widths,
-    constructions, alpha, protocol, evaluation and diagnostics, and the same tasks."""
+    constructions, alpha, protocol, evaluation and diagnostics (the task's own, Task.run_defaults,
+    where it has them: the copy task's widths, constructions and 128-lag evaluation), same tasks."""
     built = run_spec(_compose("config", [f"task={task}"]))
-    library = dataclasses.replace(RunSpec(task=task), **TASK_CHOICES.get(task, {}))
+    library = RunSpec(task=task)
     # the YAML spells the task's parameters out; the library's tasks have them as defaults
     assert built.train_task() == library.train_task() and built.eval_task() == library.eval_task()
     params = dict(task_params={}, eval_task_params={})
