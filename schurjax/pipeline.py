@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from . import plots
+from ._typing import Array, Float
 from .cache import ModelCache
 from .columns import Columns, join_columns
 from .controls import CONTROL_COLUMNS, CONTROLS, control_rows
@@ -273,7 +274,9 @@ def _per_alpha(rows: Sequence[Mapping]) -> list[tuple[str, list[Mapping]]]:
 def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
     """fixed_points.csv and .npz, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
     started = time.perf_counter()
-    found = [fixed_points_at(spec, trained, alpha) for alpha in spec.alphas]
+    # the same starts' trials for every α
+    inputs = held_out_set(spec.eval_task(), spec.eval)[0]
+    found = [fixed_points_at(spec, trained, inputs, alpha) for alpha in spec.alphas]
     points = [point for each in found for point in each.points]
     delta_fvu = {(r["construction"], r["width"], r["seed"], r["alpha"], r["subset"]): r["delta_fvu"] for r in rows}
     summary = [
@@ -290,8 +293,11 @@ def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Seq
     log.info("fixed points of %d networks in %.1f s", networks, time.perf_counter() - started)
 
 
-def fixed_points_at(spec: RunSpec, trained: Sequence[TrainedModel], alpha: float) -> FixedPoints:
-    """Fixed points of the full and ablated networks at one α, at the task's rest inputs."""
+def fixed_points_at(
+    spec: RunSpec, trained: Sequence[TrainedModel], inputs: Float[Array, "B T Nx"], alpha: float
+) -> FixedPoints:
+    """Fixed points of the full and ablated networks at one α, at the task's rest inputs, from
+    starts sampled on their rollouts of the held-out ``inputs``."""
     task = spec.eval_task()
     identities = [
         dict(task=spec.task, construction=m.construction, width=m.width, seed=m.seed, alpha=alpha) for m in trained
@@ -300,7 +306,7 @@ def fixed_points_at(spec: RunSpec, trained: Sequence[TrainedModel], alpha: float
         [m.weights for m in trained],
         identities,
         task,
-        held_out_set(task, spec.eval)[0],
+        inputs,
         # the held-out key folded once more: fold 1 is the solved-check set
         jax.random.fold_in(jax.random.key(spec.eval.seed), 2),
         alpha=alpha,

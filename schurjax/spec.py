@@ -26,7 +26,7 @@ def task_run_defaults(task: str) -> dict:
     unknown = sorted(set(changes) - set(RUN_DEFAULTS))
     if unknown:
         raise ValueError(f"task {task!r}: run_defaults {unknown} are not among {sorted(RUN_DEFAULTS)}")
-    defaults = dict(RUN_DEFAULTS, eval_task_params={})
+    defaults = dict(RUN_DEFAULTS)
     for field, change in changes.items():
         base = defaults[field]
         defaults[field] = dataclasses.replace(base, **change) if dataclasses.is_dataclass(base) else change
