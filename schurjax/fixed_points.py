@@ -27,8 +27,10 @@ each network's width) and the key columns ``task``, ``construction``, ``width``,
 input_level): states [K, width] in ``fp_index`` order}, e.g. to simulate a network from its saddles.
 """
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, NamedTuple
 
 import equinox as eqx
@@ -39,7 +41,7 @@ import optimistix as optx
 
 from ._typing import Array, Bool, Float, Int, PRNGKeyArray
 from .atomic import atomic_write
-from .devices import on_cpu
+from .devices import available_cores, on_cpu
 from .evaluate import stack_weights
 from .interventions import SUBSETS, ablate_all, parse_subset
 from .model import TanhRNN
@@ -114,52 +116,87 @@ def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[A
     return jnp.tanh(drive + w_hh @ h) - h
 
 
-def _starts_per_call() -> int | None:
-    """Starts solved side by side: 4 on CPU, all on GPU and TPU.
+def _problems_per_call() -> int | None:
+    """Solves advanced side by side in one call: 256 on CPU, all of them on GPU and TPU.
 
-    Starts solved together iterate until the slowest of them converges. On CPU the LU
-    factorisations run one after another anyway, so small groups waste little on the few starts
-    that need twice the median number of steps (measured on 16 flip-flop networks × 256 starts:
-    groups of 4 are 3× faster than all at once and 1.5× faster than one at a time); accelerators
-    need the whole batch to fill the chip.
+    On CPU the LU factorisations of a call run one after another anyway, so a modest batch costs
+    what its problems cost and lets the calls alternate between the CPU devices (cores);
+    accelerators need the whole batch to fill the chip.
     """
-    return 4 if on_cpu() else None
+    return 256 if on_cpu() else None
 
 
 @eqx.filter_jit
+def newton_step(
+    w_hh: Float[Array, "M Nh Nh"],
+    drives: Float[Array, "M L Nh"],
+    model: Int[Array, " C"],
+    level: Int[Array, " C"],
+    h: Float[Array, "C Nh"],
+    solver_tolerance: float,
+) -> tuple[Float[Array, "C Nh"], Bool[Array, " C"], Bool[Array, " C"]]:
+    """One Newton step on G(h) = tanh(drive + W_hh h) − h for each problem (model, level, iterate).
+
+    Returns the next iterates, whether each solve has converged, and whether it may go on
+    (neither converged nor failed, e.g. on a singular Jacobian).
+    """
+    solver = optx.Newton(rtol=solver_tolerance, atol=solver_tolerance)
+
+    def one(m, level, h):
+        solution = optx.root_find(
+            _residual, solver, h, (w_hh[m], drives[m, level]), options={"lower": -1.0, "upper": 1.0},
+            max_steps=1, throw=False,
+        )
+        result = solution.result
+        return solution.value, result == optx.RESULTS.successful, result == optx.RESULTS.nonlinear_max_steps_reached
+
+    return jax.vmap(one)(model, level, h)
+
+
 def newton_solve(
     w_hh: Float[Array, "M Nh Nh"],
     drives: Float[Array, "M L Nh"],
     starts: Float[Array, "M S Nh"],
     max_steps: int,
     solver_tolerance: float,
-    group: int | None = None,
-) -> tuple[Float[Array, "M L S Nh"], Bool[Array, "M L S"]]:
+    batch: int | None = None,
+) -> tuple[Float[np.ndarray, "M L S Nh"], Bool[np.ndarray, "M L S"]]:
     """Newton's method on G(h) = tanh(drive + W_hh h) − h from every start, input and model.
 
     Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
-    a solve that hits ``max_steps`` or a singular Jacobian returns its last iterate. ``group``
-    starts are solved side by side (None: all).
+    a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. Newton's
+    step depends on the current iterate alone, so the host advances the solves one step per
+    round, each round only those still running, ``batch`` at a time (None: all), spread over the
+    devices: the work is the steps each solve needs, not ``max_steps`` or the slowest solve of a
+    batch.
     """
-    solver = optx.Newton(rtol=solver_tolerance, atol=solver_tolerance)
-    n_models, n_levels, n_starts = drives.shape[0], drives.shape[1], starts.shape[1]
-    problems = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
+    (n_models, n_levels, width), n_starts = drives.shape, starts.shape[1]
+    model, level, start = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
+    h = np.asarray(starts)[model, start]
+    converged = np.zeros(len(h), bool)
+    devices = jax.devices()
+    shared = [jax.device_put((w_hh, drives), device) for device in devices]
+    running = np.arange(len(h))
+    for _ in range(max_steps):
+        if running.size == 0:
+            break
+        calls = []
+        for i, chunk in enumerate(_padded_chunks(running, batch or len(h))):
+            device = i % len(devices)
+            arrays = jax.device_put((model[chunk], level[chunk], h[chunk]), devices[device])
+            calls.append((chunk, newton_step(*shared[device], *arrays, solver_tolerance)))
+        going = []
+        for chunk, (ends, done, still) in calls:
+            h[chunk], converged[chunk] = np.asarray(ends), np.asarray(done)
+            going.append(chunk[np.asarray(still)])
+        running = np.unique(np.concatenate(going))
+    return h.reshape(n_models, n_levels, n_starts, width), converged.reshape(n_models, n_levels, n_starts)
 
-    def one(problem):
-        model, level, start = problem
-        solution = optx.root_find(
-            _residual,
-            solver,
-            starts[model, start],
-            (w_hh[model], drives[model, level]),
-            options={"lower": -1.0, "upper": 1.0},
-            max_steps=max_steps,
-            throw=False,
-        )
-        return solution.value, solution.result == optx.RESULTS.successful
 
-    ends, converged = jax.lax.map(one, problems, batch_size=group or len(problems[0]))
-    return ends.reshape(n_models, n_levels, n_starts, -1), converged.reshape(n_models, n_levels, n_starts)
+def _padded_chunks(indices: Int[np.ndarray, " P"], size: int) -> list[Int[np.ndarray, " size"]]:
+    """``indices`` in chunks of exactly ``size`` (one compiled shape), the last one filled with its last index."""
+    padded = np.concatenate([indices, np.repeat(indices[-1:], -len(indices) % size)])
+    return np.split(padded, len(padded) // size)
 
 
 def deduplicate(
@@ -242,8 +279,9 @@ def _solve_all(
     if models.b_h is not None:
         drives = drives + models.b_h[:, None, :]
     w_hh = jax.vmap(lambda r: r.matrix())(models.recurrent)
-    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, config.solver_tolerance, _starts_per_call())
-    return np.asarray(ends, np.float64), np.asarray(converged)
+    tolerance, batch = config.solver_tolerance, _problems_per_call()
+    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, tolerance, batch)
+    return ends.astype(np.float64), converged
 
 
 class _Found(NamedTuple):
@@ -348,23 +386,28 @@ def find_fixed_points(
     labels, levels = task.rest_inputs(config.input_levels)
     ends, converged = _solve_all(variants, inputs, levels, key, len(subsets), config)
 
+    def classify(v: int, level: int) -> _Found:
+        w, geometry = weights[v // len(subsets)], geometries[v // len(subsets)]
+        drive = w.w_xh @ levels[level] + (0.0 if w.b_h is None else w.b_h)
+        return network_fixed_points(
+            ends[v, level, :, : w.width], converged[v, level], variants[v].w_hh, drive,
+            config.tolerance, config.dedup_radius * geometry.rms_norm,
+        )
+
+    # numpy's eigenvalue routines release the GIL: the networks are classified on every core
+    with ThreadPoolExecutor(available_cores()) as pool:
+        jobs = list(itertools.product(range(len(variants)), range(len(levels))))
+        found = dict(zip(jobs, pool.map(classify, *zip(*jobs))))
     points, summaries, states = [], [], []
-    for i, (w, identity, geometry) in enumerate(zip(weights, identities, geometries)):
-        full: dict[int, _Found] = {}
-        for j, subset in enumerate(subsets):
-            v = i * len(subsets) + j
-            for level, (label, x) in enumerate(zip(labels, levels)):
-                drive = w.w_xh @ x + (0.0 if w.b_h is None else w.b_h)
-                found = network_fixed_points(
-                    ends[v, level, :, : w.width], converged[v, level], variants[v].w_hh, drive,
-                    config.tolerance, config.dedup_radius * geometry.rms_norm,
-                )
-                reference = full.setdefault(level, found)
-                prefix = dict(identity) | {"subset": subset, "input_level": label}
-                rows, summary = _rows(prefix, found, reference, geometry, config.match_radius * geometry.rms_norm)
-                points += rows
-                summaries.append(summary)
-                states += [np.pad(h, (0, ends.shape[-1] - w.width)) for h in found.states]
+    for (v, level), here in found.items():
+        i, subset = divmod(v, len(subsets))
+        geometry = geometries[i]
+        prefix = dict(identities[i]) | {"subset": subsets[subset], "input_level": labels[level]}
+        reference = found[i * len(subsets), level]
+        rows, summary = _rows(prefix, here, reference, geometry, config.match_radius * geometry.rms_norm)
+        points += rows
+        summaries.append(summary)
+        states += [np.pad(h, (0, ends.shape[-1] - h.shape[0])) for h in here.states]
     return FixedPoints(points, summaries, np.array(states, np.float64).reshape(len(points), ends.shape[-1]))
 
 

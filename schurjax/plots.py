@@ -263,16 +263,24 @@ def _fixed_point_panel(ax, mine: Sequence[Mapping], subset: str) -> None:
             ax.plot(xs, ys, color="tab:red", lw=0.6, alpha=0.6)
 
 
-def fixed_point_figure(points: Sequence[Mapping], stem: Path) -> list[Path]:
-    """Fixed points of each full network (grey) and its ablations (red) in the full network's top-PC plane.
+# rows of the fixed-point figure: panels of more models are too small to read (and take
+# matplotlib's layout tens of seconds); fixed_points.csv holds every model's points
+FIXED_POINT_FIGURE_MODELS = 4
 
-    One row per model, one column per ablation; circles are stable, crosses unstable; a thin line
-    joins an ablated fixed point to the full one it is matched to.
+
+def fixed_point_figure(points: Sequence[Mapping], stem: Path) -> list[Path]:
+    """Fixed points of the first few full networks (grey) and their ablations (red) in each full
+    network's top-PC plane.
+
+    One row per model (the first :data:`FIXED_POINT_FIGURE_MODELS` of the run), one column per
+    ablation; circles are stable, crosses unstable; a thin line joins an ablated fixed point to the
+    full one it is matched to.
     """
     def model_of(p: Mapping) -> tuple[str, int, int]:
         return p["construction"], int(p["width"]), int(p["seed"])
 
-    models = list(dict.fromkeys(map(model_of, points)))
+    every_model = list(dict.fromkeys(map(model_of, points)))
+    models = every_model[:FIXED_POINT_FIGURE_MODELS]
     subsets = list(dict.fromkeys(p["subset"] for p in points if p["subset"] != "none")) or ["none"]
     figure = Figure(figsize=(2.6 * len(subsets) + 0.6, 2.4 * max(len(models), 1) + 0.6), layout="constrained")
     axes = figure.subplots(max(len(models), 1), len(subsets), squeeze=False)
@@ -293,5 +301,6 @@ def fixed_point_figure(points: Sequence[Mapping], stem: Path) -> list[Path]:
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7)
     task = points[0]["task"] if points else ""
-    figure.suptitle(f"{task}: fixed points, full vs ablated (top-PC plane of the full network)", fontsize=10)
+    shown = "" if len(models) == len(every_model) else f" ({len(models)} of {len(every_model)} models)"
+    figure.suptitle(f"{task}: fixed points, full vs ablated (top-PC plane of the full network){shown}", fontsize=10)
     return save(figure, stem)

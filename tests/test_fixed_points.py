@@ -4,10 +4,12 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 import pytest
 
 from schurjax.fixed_points import (
     FIXED_POINT_COLUMNS,
+    _residual,
     deduplicate,
     draw_starts,
     find_fixed_points,
@@ -74,6 +76,31 @@ def test_newton_converges_quadratically_to_a_known_root():
     errors = [abs(_newton_iterates(0.7, 2.0, k) - H_STAR) for k in range(4)]
     # e_{k+1} ≈ |g''/(2 g')| e_k² with g(h) = tanh(2h) − h: quadratic, not linear, convergence
     assert errors[3] < 1e-6 and errors[2] < errors[1] ** 2
+
+
+def test_solving_step_by_step_in_batches_is_one_uninterrupted_newton_solve():
+    # The host advances each solve one step per round, in padded batches of 8 mixing networks;
+    # that must end where optimistix's own loop ends, with the same verdict, whatever the batch.
+    rng = np.random.default_rng(3)
+    w_hh = (1.5 * rng.standard_normal((3, 6, 6)) / np.sqrt(6)).astype(np.float32)
+    drives = (0.1 * rng.standard_normal((3, 2, 6))).astype(np.float32)
+    starts = rng.uniform(-1, 1, (3, 5, 6)).astype(np.float32)
+    solver = optx.Newton(rtol=1e-6, atol=1e-6)
+
+    def reference(w, drive, start):
+        solution = optx.root_find(
+            _residual, solver, start, (w, drive), options={"lower": -1.0, "upper": 1.0}, max_steps=6, throw=False
+        )
+        return solution.value, solution.result == optx.RESULTS.successful
+
+    per_start = jax.vmap(reference, (None, None, 0))
+    expected = jax.vmap(jax.vmap(per_start, (None, 0, None)))(w_hh, drives, starts)
+    for batch in (8, None):
+        ends, converged = newton_solve(jnp.asarray(w_hh), jnp.asarray(drives), jnp.asarray(starts), 6, 1e-6, batch)
+        np.testing.assert_allclose(ends, expected[0], atol=1e-6)
+        np.testing.assert_array_equal(converged, expected[1])
+    # some solves converge and some run out of steps: both verdicts are exercised
+    assert 0 < np.asarray(expected[1]).mean() < 1
 
 
 def _two_unit_grid():
