@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.protocol_study import Candidate
 from experiments.reproduction.suites import PaperSpec
-from schurjax.devices import use_cpu_cores
+from schurjax.devices import use_compilation_cache, use_cpu_cores
 from schurjax.evaluate import EvalConfig
 from schurjax.pipeline import RunSpec
 from schurjax.protocols import training_protocol
@@ -25,10 +25,12 @@ Built = TypeVar("Built")
 def build_or_exit(
     cfg: DictConfig, build: Callable[[DictConfig], Built], failure: str = "invalid configuration"
 ) -> Built:
-    """Expose the CPU cores, then build the config's library objects; a configuration error is
-    one log line naming the value and the fix, and exit status 2, before any compute."""
+    """Expose the CPU cores and the compilation cache, then build the config's library objects; a
+    configuration error is one log line naming the value and the fix, and exit status 2, before
+    any compute."""
     try:
         use_cpu_cores(cfg.cpu_devices)
+        use_compilation_cache(cfg.get("compilation_cache"))
         import_plugins(cfg.get("plugins") or [])
         return build(cfg)
     except (ValueError, TypeError) as error:

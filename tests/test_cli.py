@@ -18,9 +18,10 @@ TINY = ["train.steps=12", "train.batch_size=8", "train.chunk_steps=6", "eval.tri
 
 
 def run_cli(tmp_path: Path, *overrides: str, module: str = "experiments.run") -> subprocess.CompletedProcess:
-    # A cache of its own per test, so tests never reuse each other's (or a user's) models.
+    # Caches of its own per test, so tests never reuse each other's (or a user's) models or programs.
+    caches = [f"cache_dir={tmp_path}/cache", f"compilation_cache={tmp_path}/compilation_cache"]
     return subprocess.run(
-        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", f"cache_dir={tmp_path}/cache", *overrides],
+        [sys.executable, "-m", module, f"hydra.run.dir={tmp_path}", *caches, *overrides],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -173,8 +174,22 @@ def test_alpha_sweep_and_rerun_reuse_trained_models_and_reproduce_bitwise(tmp_pa
 def test_training_is_deterministic_without_a_cache(tmp_path):
     common = ["task=sine", "seeds=1", "widths=[6]", *TINY, "eval.random_controls=0", "cache_dir=null"]
     for name in ("a", "b"):
-        assert run_cli(tmp_path / name, *common).returncode == 0
+        assert run_cli(tmp_path / name, *common, "compilation_cache=null").returncode == 0
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+
+
+def test_programs_loaded_from_the_compilation_cache_give_byte_identical_results(tmp_path):
+    common = ["task=flipflop", "seeds=1", "widths=[8]", *TINY, "eval.random_controls=2", "cache_dir=null",
+              f"compilation_cache={tmp_path}/xla"]
+    for name in ("cold", "warm"):
+        assert run_cli(tmp_path / name, *common).returncode == 0
+    assert len(list((tmp_path / "xla").glob("*-cache"))) > 10  # training, evaluation, controls, fixed points, data
+    for name in ("results.csv", "fixed_points.csv"):
+        expected = (tmp_path / "cold" / name).read_bytes()
+        assert (tmp_path / "warm" / name).read_bytes() == expected
+    uncached = run_cli(tmp_path / "uncached", *common, "compilation_cache=null")
+    assert uncached.returncode == 0
+    assert (tmp_path / "uncached" / "results.csv").read_bytes() == (tmp_path / "cold" / "results.csv").read_bytes()
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_bitwise_equal(tmp_path):
