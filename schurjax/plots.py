@@ -35,7 +35,8 @@ def save(figure: Figure, stem: Path) -> list[Path]:
     # appended, not with_suffix: a stem may hold a dot of its own (``..._alpha0.85``)
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
     for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        # the figures lay themselves out (layout="constrained"): no second, "tight" layout pass
+        figure.savefig(path, dpi=150)
     return paths
 
 
