@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from schurjax.provenance import code_commit
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Prefix of the one stdout line that carries a subprocess's result, so that library output
 # (warnings, progress) printed by the child cannot be mistaken for it.
@@ -170,7 +172,7 @@ def write_json(
         else RESULTS_DIR / (f"{name}.quick.json" if quick else f"{name}.json")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"benchmark": name, "quick": quick, "machine": machine_info()}
+    header = {"benchmark": name, "quick": quick, "commit": code_commit(), "machine": machine_info()}
     path.write_text(json.dumps(_strict(header | payload), indent=2) + "\n")
     return path
 

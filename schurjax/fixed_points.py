@@ -6,8 +6,10 @@ Jacobian diag(1 − F²) W_hh − I (``optimistix.Newton``, iterates clipped to 
 that holds every fixed point) from many states sampled on the network's own held-out
 trajectories plus Gaussian noise. Newton converges to whichever root is near, stable or not, so
 it reaches the saddles between attractors, which minimising the speed q(h) = ½‖G(h)‖² from the
-same states mostly misses. One jitted program solves every start, input and network (stacked,
-padded to one width; padded units stay at 0).
+same states mostly misses. Every start, input and network (stacked, padded to one width; padded
+units stay at 0) is one problem of a jitted Newton step; the host advances the problems still
+running one step per round, so that each costs the steps it needs (a median of about 6) rather
+than the steps of the slowest problem batched with it.
 
 Host code (numpy, float64) then keeps the end points with q below ``tolerance``, adds each
 point's mirror −h where the drive W_xh x* + b_h is zero (F is odd there, so −h is a fixed point
@@ -119,38 +121,51 @@ def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[A
 def _problems_per_call() -> int | None:
     """Solves advanced side by side in one call: 256 on CPU, all of them on GPU and TPU.
 
-    On CPU the LU factorisations of a call run one after another anyway, so a modest batch costs
-    what its problems cost and lets the calls alternate between the CPU devices (cores);
-    accelerators need the whole batch to fill the chip.
+    On CPU the LU factorisations of a call run one after another anyway (and those of two CPU
+    devices do not overlap: measured), so a modest batch costs what its problems cost, and larger
+    ones only spill the per-problem Jacobians out of cache (measured: 2048 per call 1.9× slower
+    than 256); accelerators need the whole batch to fill the chip.
     """
     return 256 if on_cpu() else None
+
+
+# Problems of one network and input solved as one block: the network's weights are read, and the
+# Newton step's Jacobian of W_hh h formed, once per block rather than once per problem (measured:
+# a step 1.5× cheaper than one gathered network per problem); small, because a block whose
+# problems have mostly converged still takes a whole block's work.
+BLOCK = 8
 
 
 @eqx.filter_jit
 def newton_step(
     w_hh: Float[Array, "M Nh Nh"],
     drives: Float[Array, "M L Nh"],
-    model: Int[Array, " C"],
-    level: Int[Array, " C"],
-    h: Float[Array, "C Nh"],
+    model: Int[Array, " K"],
+    level: Int[Array, " K"],
+    h: Float[Array, "K B Nh"],
     solver_tolerance: float,
-) -> tuple[Float[Array, "C Nh"], Bool[Array, " C"], Bool[Array, " C"]]:
-    """One Newton step on G(h) = tanh(drive + W_hh h) − h for each problem (model, level, iterate).
+) -> tuple[Float[Array, "K B Nh"], Bool[Array, "K B"], Bool[Array, "K B"]]:
+    """One Newton step on G(h) = tanh(drive + W_hh h) − h for each iterate of each block
+    (a network ``model`` at the input ``level`` and B iterates).
 
     Returns the next iterates, whether each solve has converged, and whether it may go on
     (neither converged nor failed, e.g. on a singular Jacobian).
     """
     solver = optx.Newton(rtol=solver_tolerance, atol=solver_tolerance)
 
-    def one(m, level, h):
-        solution = optx.root_find(
-            _residual, solver, h, (w_hh[m], drives[m, level]), options={"lower": -1.0, "upper": 1.0},
-            max_steps=1, throw=False,
-        )
-        result = solution.result
-        return solution.value, result == optx.RESULTS.successful, result == optx.RESULTS.nonlinear_max_steps_reached
+    def block(m, level, hs):
+        args = (w_hh[m], drives[m, level])
 
-    return jax.vmap(one)(model, level, h)
+        def one(h):
+            solution = optx.root_find(
+                _residual, solver, h, args, options={"lower": -1.0, "upper": 1.0}, max_steps=1, throw=False
+            )
+            result = solution.result
+            return solution.value, result == optx.RESULTS.successful, result == optx.RESULTS.nonlinear_max_steps_reached
+
+        return jax.vmap(one)(hs)
+
+    return jax.vmap(block)(model, level, h)
 
 
 def newton_solve(
@@ -166,14 +181,16 @@ def newton_solve(
     Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
     a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. Newton's
     step depends on the current iterate alone, so the host advances the solves one step per
-    round, each round only those still running, ``batch`` at a time (None: all), spread over the
-    devices: the work is the steps each solve needs, not ``max_steps`` or the slowest solve of a
-    batch.
+    round, each round only those still running, in blocks of one network and input, about
+    ``batch`` problems at a time (None: all), spread over the devices: the work is the steps each
+    solve needs, not ``max_steps`` or the slowest solve of a batch.
     """
     (n_models, n_levels, width), n_starts = drives.shape, starts.shape[1]
     model, level, start = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
     h = np.asarray(starts)[model, start]
     converged = np.zeros(len(h), bool)
+    # every block can be in one call when there is no batch size
+    blocks_per_call = n_models * n_levels * -(-n_starts // BLOCK) if batch is None else max(1, batch // BLOCK)
     devices = jax.devices()
     shared = [jax.device_put((w_hh, drives), device) for device in devices]
     running = np.arange(len(h))
@@ -181,9 +198,9 @@ def newton_solve(
         if running.size == 0:
             break
         calls = []
-        for i, chunk in enumerate(_padded_chunks(running, batch or len(h))):
+        for i, chunk in enumerate(_padded_chunks(_blocks(running, n_starts), blocks_per_call)):
             device = i % len(devices)
-            arrays = jax.device_put((model[chunk], level[chunk], h[chunk]), devices[device])
+            arrays = jax.device_put((model[chunk[:, 0]], level[chunk[:, 0]], h[chunk]), devices[device])
             calls.append((chunk, newton_step(*shared[device], *arrays, solver_tolerance)))
         going = []
         for chunk, (ends, done, still) in calls:
@@ -193,10 +210,17 @@ def newton_solve(
     return h.reshape(n_models, n_levels, n_starts, width), converged.reshape(n_models, n_levels, n_starts)
 
 
-def _padded_chunks(indices: Int[np.ndarray, " P"], size: int) -> list[Int[np.ndarray, " size"]]:
-    """``indices`` in chunks of exactly ``size`` (one compiled shape), the last one filled with its last index."""
-    padded = np.concatenate([indices, np.repeat(indices[-1:], -len(indices) % size)])
-    return np.split(padded, len(padded) // size)
+def _blocks(running: Int[np.ndarray, " P"], n_starts: int) -> Int[np.ndarray, "K BLOCK"]:
+    """The (sorted) problems ``running`` as blocks of one network and input each, i.e. of one
+    ``problem // n_starts``."""
+    groups = np.split(running, np.flatnonzero(np.diff(running // n_starts)) + 1)
+    return np.concatenate([_padded_chunks(group, BLOCK) for group in groups])
+
+
+def _padded_chunks(rows: Int[np.ndarray, "P ..."], size: int) -> Int[np.ndarray, "C size ..."]:
+    """``rows`` in chunks of exactly ``size`` (one compiled shape), the last one filled with its last row."""
+    padded = np.concatenate([rows, np.repeat(rows[-1:], -len(rows) % size, axis=0)])
+    return padded.reshape(-1, size, *rows.shape[1:])
 
 
 def deduplicate(
