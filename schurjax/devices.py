@@ -5,7 +5,8 @@ single core. Exposing every core as its own CPU device (:func:`use_cpu_cores`) l
 :func:`map_models` split the models of training and evaluation across them (measured 1.5–1.7×
 faster on 2 cores). That must happen before JAX runs its first computation, which is why entry
 points (``experiments/``, ``benchmarks/``) call it first thing, and the library never does it
-behind a user's back.
+behind a user's back. The same holds for the other process-wide setting here, the compilation
+cache (:func:`use_compilation_cache`).
 """
 
 import os
