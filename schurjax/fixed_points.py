@@ -123,15 +123,16 @@ def _problems_per_call() -> int | None:
 
     On CPU the LU factorisations of a call run one after another anyway (and those of two CPU
     devices do not overlap: measured), so a modest batch costs what its problems cost, and larger
-    ones only spill the per-problem Jacobians out of cache (measured: 2048 per call 1.9× slower
-    than 256); accelerators need the whole batch to fill the chip.
+    ones only spill the per-problem Jacobians out of cache (measured before steps came in blocks,
+    one network gathered per problem: 2048 per call 1.9× slower than 256); accelerators need the
+    whole batch to fill the chip.
     """
     return 256 if on_cpu() else None
 
 
 # Problems of one network and input solved as one block: the network's weights are read, and the
-# Newton step's Jacobian of W_hh h formed, once per block rather than once per problem (measured:
-# a step 1.5× cheaper than one gathered network per problem); small, because a block whose
+# Newton step's Jacobian of W_hh h formed, once per block rather than once per problem (measured
+# on a call of 256 problems: a step 1.5× cheaper); small, because a block whose
 # problems have mostly converged still takes a whole block's work.
 BLOCK = 8
 
