@@ -121,11 +121,10 @@ def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[A
 def _problems_per_call() -> int | None:
     """Solves advanced side by side in one call: 256 on CPU, all of them on GPU and TPU.
 
-    On CPU the LU factorisations of a call run one after another anyway (and those of two CPU
-    devices do not overlap: measured), so a modest batch costs what its problems cost, and larger
-    ones only spill the per-problem Jacobians out of cache (measured before steps came in blocks,
-    one network gathered per problem: 2048 per call 1.9× slower than 256); accelerators need the
-    whole batch to fill the chip.
+    On CPU the LU factorisations of a call run one after another anyway, so a modest batch costs
+    what its problems cost, and larger ones only spill the per-problem Jacobians out of cache
+    (measured before steps came in blocks, one network gathered per problem: 2048 per call 1.9×
+    slower than 256); accelerators need the whole batch to fill the chip.
     """
     return 256 if on_cpu() else None
 
@@ -183,7 +182,7 @@ def newton_solve(
     a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. Newton's
     step depends on the current iterate alone, so the host advances the solves one step per
     round, each round only those still running, in blocks of one network and input, about
-    ``batch`` problems at a time (None: all), spread over the devices: the work is the steps each
+    ``batch`` problems at a time (None: all), on the default device: the work is the steps each
     solve needs, not ``max_steps`` or the slowest solve of a batch.
     """
     (n_models, n_levels, width), n_starts = drives.shape, starts.shape[1]
@@ -192,17 +191,18 @@ def newton_solve(
     converged = np.zeros(len(h), bool)
     # every block can be in one call when there is no batch size
     blocks_per_call = n_models * n_levels * -(-n_starts // BLOCK) if batch is None else max(1, batch // BLOCK)
-    devices = jax.devices()
-    shared = [jax.device_put((w_hh, drives), device) for device in devices]
+    # One device: LU calls (LAPACK, on CPU) from two CPU devices at once were no faster than from
+    # one (measured: 65 vs 52-61 µs per problem step), and jaxlib 0.10's batched LU, run on two
+    # CPU devices at once, deadlocked in its thread pool in 4 of 6 tries.
+    shared = jax.device_put((w_hh, drives))
     running = np.arange(len(h))
     for _ in range(max_steps):
         if running.size == 0:
             break
         calls = []
-        for i, chunk in enumerate(_padded_chunks(_blocks(running, n_starts), blocks_per_call)):
-            device = i % len(devices)
-            arrays = jax.device_put((model[chunk[:, 0]], level[chunk[:, 0]], h[chunk]), devices[device])
-            calls.append((chunk, newton_step(*shared[device], *arrays, solver_tolerance)))
+        for chunk in _padded_chunks(_blocks(running, n_starts), blocks_per_call):
+            arrays = (model[chunk[:, 0]], level[chunk[:, 0]], h[chunk])
+            calls.append((chunk, newton_step(*shared, *arrays, solver_tolerance)))
         going = []
         for chunk, (ends, done, still) in calls:
             h[chunk], converged[chunk] = np.asarray(ends), np.asarray(done)
