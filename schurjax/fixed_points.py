@@ -179,28 +179,51 @@ def newton_solve(
     """Newton's method on G(h) = tanh(drive + W_hh h) − h from every start, input and model.
 
     Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
-    a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. Newton's
-    step depends on the current iterate alone, so the host advances the solves one step per
-    round, each round only those still running, in blocks of one network and input, about
-    ``batch`` problems at a time (None: all), on the default device: the work is the steps each
-    solve needs, not ``max_steps`` or the slowest solve of a batch.
+    a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. See
+    :func:`newton_rounds` for how the solves are run (``batch``: problems per call, None: all).
     """
     (n_models, n_levels, width), n_starts = drives.shape, starts.shape[1]
     model, level, start = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
     h = np.asarray(starts)[model, start]
-    converged = np.zeros(len(h), bool)
-    # every block can be in one call when there is no batch size
-    blocks_per_call = n_models * n_levels * -(-n_starts // BLOCK) if batch is None else max(1, batch // BLOCK)
+    ends, converged = newton_rounds(w_hh, drives, model, level, h, max_steps, solver_tolerance, batch)
+    return ends.reshape(n_models, n_levels, n_starts, width), converged.reshape(n_models, n_levels, n_starts)
+
+
+def newton_rounds(
+    w_hh: Float[Array, "M Nh Nh"],
+    drives: Float[Array, "M L Nh"],
+    model: Int[np.ndarray, " P"],
+    level: Int[np.ndarray, " P"],
+    starts: Float[np.ndarray, "P Nh"],
+    max_steps: int,
+    solver_tolerance: float,
+    batch: int | None = None,
+) -> tuple[Float[np.ndarray, "P Nh"], Bool[np.ndarray, " P"]]:
+    """Newton from each of the problems ``starts[p]`` on network ``model[p]`` at input ``level[p]``
+    (sorted by network, then input): the end points and whether each solve converged.
+
+    Newton's step depends on the current iterate alone, so the host advances the solves one step
+    per round, each round only those still running, in blocks of one network and input, about
+    ``batch`` problems at a time (None: all), on the default device: the work is the steps each
+    solve needs, not ``max_steps`` or the slowest solve of a batch.
+    """
+    group = np.asarray(model) * drives.shape[1] + np.asarray(level)
+    if np.any(np.diff(group) < 0):
+        raise ValueError("newton_rounds needs its problems sorted by network, then input")
+    h, converged = np.array(starts, np.float32), np.zeros(len(group), bool)
+    # without a batch size, every block of the first round (the most there are) in one call
+    most_blocks = -(-len(group) // BLOCK) + drives.shape[0] * drives.shape[1]
+    blocks_per_call = most_blocks if batch is None else max(1, batch // BLOCK)
     # One device: LU calls (LAPACK, on CPU) from two CPU devices at once were no faster than from
     # one (measured: 65 vs 52-61 µs per problem step), and jaxlib 0.10's batched LU, run on two
     # CPU devices at once, deadlocked in its thread pool in 4 of 6 tries.
     shared = jax.device_put((w_hh, drives))
-    running = np.arange(len(h))
+    running = np.arange(len(group))
     for _ in range(max_steps):
         if running.size == 0:
             break
         calls = []
-        for chunk in _padded_chunks(_blocks(running, n_starts), blocks_per_call):
+        for chunk in _padded_chunks(_blocks(running, group), blocks_per_call):
             arrays = (model[chunk[:, 0]], level[chunk[:, 0]], h[chunk])
             calls.append((chunk, newton_step(*shared, *arrays, solver_tolerance)))
         going = []
@@ -208,14 +231,14 @@ def newton_solve(
             h[chunk], converged[chunk] = np.asarray(ends), np.asarray(done)
             going.append(chunk[np.asarray(still)])
         running = np.unique(np.concatenate(going))
-    return h.reshape(n_models, n_levels, n_starts, width), converged.reshape(n_models, n_levels, n_starts)
+    return h, converged
 
 
-def _blocks(running: Int[np.ndarray, " P"], n_starts: int) -> Int[np.ndarray, "K BLOCK"]:
+def _blocks(running: Int[np.ndarray, " R"], group: Int[np.ndarray, " P"]) -> Int[np.ndarray, "K BLOCK"]:
     """The (sorted) problems ``running`` as blocks of one network and input each, i.e. of one
-    ``problem // n_starts``."""
-    groups = np.split(running, np.flatnonzero(np.diff(running // n_starts)) + 1)
-    return np.concatenate([_padded_chunks(group, BLOCK) for group in groups])
+    ``group`` value."""
+    groups = np.split(running, np.flatnonzero(np.diff(group[running])) + 1)
+    return np.concatenate([_padded_chunks(members, BLOCK) for members in groups])
 
 
 def _padded_chunks(rows: Int[np.ndarray, "P ..."], size: int) -> Int[np.ndarray, "C size ..."]:
@@ -284,29 +307,67 @@ def _variants(weights: Sequence[RNNWeights], alpha: float, subsets: Sequence[str
     return variants
 
 
-def _solve_all(
-    variants: Sequence[RNNWeights],
-    inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
-    levels: Float[np.ndarray, "L Nx"],
-    key: PRNGKeyArray,
-    n_subsets: int,
-    config: DiagnosticsConfig,
-) -> tuple[Float[np.ndarray, "V L S Nh"], Bool[np.ndarray, "V L S"]]:
-    """Traced stage: Newton from every start of every variant (model-major) at every input level."""
+class _Networks(NamedTuple):
+    """Every variant (model-major), stacked and zero-padded to the widest, as the solver takes them."""
+
+    models: TanhRNN
+    w_hh: Float[Array, "V Nh Nh"]
+    drives: Float[Array, "V L Nh"]
+
+
+def _networks(variants: Sequence[RNNWeights], levels: Float[np.ndarray, "L Nx"]) -> _Networks:
     models = stack_weights(variants)
-    trials = jnp.asarray(inputs)[: config.start_trials]
-    widths = [w.width for w in variants[::n_subsets]]
-    picks, noise = draw_starts(key, widths, trials.shape[0] * trials.shape[1], config.n_starts, config.start_noise)
-    # the variants of one model share its draws: paired starts
-    paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
-    starts = sample_starts(models, trials, *paired)
     drives = jnp.einsum("mnx,lx->mln", models.w_xh, jnp.asarray(levels, jnp.float32))
     if models.b_h is not None:
         drives = drives + models.b_h[:, None, :]
-    w_hh = jax.vmap(lambda r: r.matrix())(models.recurrent)
+    return _Networks(models, jax.vmap(lambda r: r.matrix())(models.recurrent), drives)
+
+
+def _trajectory_solves(
+    networks: _Networks,
+    widths: Sequence[int],
+    inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
+    key: PRNGKeyArray,
+    config: DiagnosticsConfig,
+) -> tuple[Float[np.ndarray, "V L S Nh"], Bool[np.ndarray, "V L S"]]:
+    """Newton from ``config.n_starts`` states of every variant's own rollouts of ``inputs``; the
+    variants of one model (``widths``: one per model) start from corresponding states."""
+    trials = jnp.asarray(inputs)[: config.start_trials]
+    picks, noise = draw_starts(key, widths, trials.shape[0] * trials.shape[1], config.n_starts, config.start_noise)
+    n_subsets = networks.w_hh.shape[0] // len(widths)
+    paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
+    starts = sample_starts(networks.models, trials, *paired)
     tolerance, batch = config.solver_tolerance, _problems_per_call()
-    ends, converged = newton_solve(w_hh, drives, starts, config.max_steps, tolerance, batch)
+    ends, converged = newton_solve(networks.w_hh, networks.drives, starts, config.max_steps, tolerance, batch)
     return ends.astype(np.float64), converged
+
+
+def pair_midpoints(stable: Float[np.ndarray, "K Nh"], limit: int) -> Float[np.ndarray, "P Nh"]:
+    """Midpoints of the ``limit`` closest pairs of the points ``stable`` (every pair if fewer)."""
+    first, second = np.triu_indices(len(stable), k=1)
+    closest = np.argsort(np.linalg.norm(stable[first] - stable[second], axis=1), kind="stable")[:limit]
+    return (stable[first[closest]] + stable[second[closest]]) / 2
+
+
+def _pair_solves(
+    networks: _Networks, found: Mapping[tuple[int, int], "_Found"], config: DiagnosticsConfig
+) -> dict[tuple[int, int], tuple[Float[np.ndarray, "P Nh"], Bool[np.ndarray, " P"]]]:
+    """Newton from the midpoints of pairs of the stable points ``found`` per variant and input:
+    saddles lie between attractors, where trajectories seldom pass."""
+    width = networks.w_hh.shape[-1]
+    jobs = sorted(found)  # by variant, then input: the order newton_rounds needs
+    midpoints = [pair_midpoints(found[job].states[found[job].stable], config.pair_starts) for job in jobs]
+    counts = [len(points) for points in midpoints]
+    model, level = (np.repeat([job[axis] for job in jobs], counts).astype(np.int64) for axis in (0, 1))
+    starts = np.zeros((sum(counts), width), np.float32)
+    for row, points in zip(np.cumsum([0, *counts]), midpoints):
+        starts[row : row + len(points), : points.shape[1]] = points
+    tolerance, batch = config.solver_tolerance, _problems_per_call()
+    ends, converged = newton_rounds(
+        networks.w_hh, networks.drives, model, level, starts, config.max_steps, tolerance, batch
+    )
+    split = np.cumsum(counts)[:-1]
+    return dict(zip(jobs, zip(np.split(ends.astype(np.float64), split), np.split(converged, split))))
 
 
 class _Found(NamedTuple):
@@ -330,13 +391,22 @@ def network_fixed_points(
     drive: Float[np.ndarray, " Nh"],
     tolerance: float,
     radius: float,
+    known: _Found | None = None,
 ) -> _Found:
-    """Host stage for one network and input: accept (q < ``tolerance``), merge within ``radius``, classify."""
+    """Host stage for one network and input: accept (q < ``tolerance``), merge within ``radius``,
+    classify. ``known``: points found before, kept as they are; an end point within ``radius`` of
+    one of them is that point again."""
     q = host_speed(ends, w_hh, drive)
     slow = np.flatnonzero(q < tolerance)
+    if known is not None and len(known.states):
+        nearest = np.min(np.linalg.norm(ends[slow, None, :] - known.states[None], axis=2), axis=1)
+        slow = slow[nearest > radius]
     kept = slow[deduplicate(ends[slow], q[slow], radius)]
     found = _Found(ends[kept], q[kept], converged[kept], *linear_stability(ends[kept], w_hh, drive))
-    if drive.any() or len(kept) == 0:
+    if known is not None:
+        both = [np.concatenate(columns) for columns in zip(known, found)]
+        found = _Found(*(column[np.argsort(both[1], kind="stable")] for column in both))
+    if drive.any() or len(found.states) == 0:
         return found
     # A zero drive makes F odd, F(−h) = −F(h): each point's mirror is a fixed point too, with the
     # same Jacobian diag(1 − F²) W_hh.
@@ -409,20 +479,25 @@ def find_fixed_points(
     variants = _variants(weights, alpha, subsets)
     geometries = state_geometry(weights, inputs, models_per_call)
     labels, levels = task.rest_inputs(config.input_levels)
-    ends, converged = _solve_all(variants, inputs, levels, key, len(subsets), config)
+    networks = _networks(variants, levels)
+    ends, converged = _trajectory_solves(networks, [w.width for w in weights], inputs, key, config)
 
-    def classify(v: int, level: int) -> _Found:
-        w, geometry = weights[v // len(subsets)], geometries[v // len(subsets)]
+    def classify(job: tuple[int, int], ends, converged, known: _Found | None = None) -> _Found:
+        (v, level), w = job, weights[job[0] // len(subsets)]
         drive = w.w_xh @ levels[level] + (0.0 if w.b_h is None else w.b_h)
+        radius = config.dedup_radius * geometries[v // len(subsets)].rms_norm
         return network_fixed_points(
-            ends[v, level, :, : w.width], converged[v, level], variants[v].w_hh, drive,
-            config.tolerance, config.dedup_radius * geometry.rms_norm,
+            ends[:, : w.width], converged, variants[v].w_hh, drive, config.tolerance, radius, known
         )
 
+    jobs = list(itertools.product(range(len(variants)), range(len(levels))))
     # numpy's eigenvalue routines release the GIL: the networks are classified on every core
     with ThreadPoolExecutor(available_cores()) as pool:
-        jobs = list(itertools.product(range(len(variants)), range(len(levels))))
-        found = dict(zip(jobs, pool.map(classify, *zip(*jobs))))
+        first = dict(zip(jobs, pool.map(lambda job: classify(job, ends[job], converged[job]), jobs)))
+        found = first
+        if config.pair_starts:
+            more = _pair_solves(networks, first, config)
+            found = dict(zip(jobs, pool.map(lambda job: classify(job, *more[job], first[job]), jobs)))
     points, summaries, states = [], [], []
     for (v, level), here in found.items():
         i, subset = divmod(v, len(subsets))

@@ -65,7 +65,11 @@ class DiagnosticsConfig:
     fixed_points: bool = True
     # ablations whose fixed points are found; "none" (the full model) is the reference
     fixed_point_subsets: tuple[str, ...] = ("none", "T_RR", "T_CR", "T_CC")
-    n_starts: int = 256
+    # Newton starts per network and input: states of its own held-out rollouts (plus noise), then
+    # the midpoints of up to pair_starts pairs of the stable points those reach (the closest
+    # pairs): saddles lie between attractors
+    n_starts: int = 96
+    pair_starts: int = 256
     # Newton: at most this many steps per start; a solve has converged when every unit's last
     # step is below solver_tolerance × (1 + |h|) and its residual below solver_tolerance (float32)
     max_steps: int = 20
@@ -96,7 +100,9 @@ class DiagnosticsConfig:
             raise fail("pc_variance", "it must lie in (0, 1]")
         if not isinstance(self.fixed_points, bool):
             raise fail("fixed_points", "it must be true or false")
-        for field, minimum in (("n_starts", 1), ("max_steps", 1), ("start_trials", 1), ("input_levels", 1)):
+        for field, minimum in (
+            ("n_starts", 1), ("pair_starts", 0), ("max_steps", 1), ("start_trials", 1), ("input_levels", 1)
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise fail(field, f"it must be an integer >= {minimum}")

@@ -196,6 +196,7 @@ def test_the_subspace_report_reads_its_runs_back_as_they_were_in_memory(tmp_path
         (dict(pc_variance=0.0), "diagnostics.pc_variance=0.0"),
         (dict(pc_variance=1.5), "diagnostics.pc_variance=1.5"),
         (dict(n_starts=0), "diagnostics.n_starts=0"),
+        (dict(pair_starts=-1), "diagnostics.pair_starts=-1"),
         (dict(max_steps=0), "diagnostics.max_steps=0"),
         (dict(tolerance=-1.0), "diagnostics.tolerance=-1.0"),
         (dict(match_radius=0.0), "diagnostics.match_radius=0.0"),
