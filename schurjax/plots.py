@@ -34,9 +34,11 @@ def save(figure: Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     # appended, not with_suffix: a stem may hold a dot of its own (``..._alpha0.85``)
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
-    for path in paths:
-        # the figures lay themselves out (layout="constrained"): no second, "tight" layout pass
-        figure.savefig(path, dpi=150)
+    # the figures lay themselves out (layout="constrained"): no second, "tight" layout pass; and
+    # once laid out for the PNG, the PDF keeps that layout rather than solving it again
+    figure.savefig(paths[0], dpi=150)
+    figure.set_layout_engine("none")
+    figure.savefig(paths[1], dpi=150)
     return paths
 
 
