@@ -67,6 +67,18 @@ def recurrent_gflop_per_model_step(batch: int, seq_len: int, width: int) -> floa
     return 3 * 2 * batch * seq_len * width**2 / 1e9
 
 
+def bracketed_reference(measure: Callable[[], dict], between: Callable[[], object]) -> tuple[object, dict]:
+    """``between()``'s result, and the reference ``measure()`` taken just before and just after it:
+    the first measurement with its rate replaced by the mean of both (both kept as
+    ``torch_rates_before_after``). This machine's speed drifts within minutes; a ratio against a
+    reference measured only once, before or after, moves with it."""
+    before = measure()
+    result = between()
+    after = measure()
+    rates = [reference["torch_models_steps_per_s"] for reference in (before, after)]
+    return result, before | {"torch_models_steps_per_s": float(np.mean(rates)), "torch_rates_before_after": rates}
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -33,9 +33,7 @@ from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from ._common import parser, print_table, use_devices, write_json
+from ._common import bracketed_reference, parser, print_table, use_devices, write_json
 from .train_throughput import run_torch
 
 NAME = "end_to_end"
@@ -81,19 +79,20 @@ def headline_rows(args, measure_reference: Callable[[], dict]) -> tuple[list[dic
     """The documented default command and its core, against the reference's training alone,
     measured before and after them; returns the rows and the reference (both rates, their mean)."""
     base = ["task=flipflop", f"seeds={args.seeds}", f"train.steps={args.steps}"] + args.quick_overrides
-    before = measure_reference()
-    rows = []
-    with tempfile.TemporaryDirectory() as compiled:
-        # the default command twice: on an empty compilation cache, then on the programs it left there
-        shared = Path(compiled)
-        runs = [("default", CONFIGS["default"], shared), ("default, compiled", CONFIGS["default"], shared),
-                ("core", CONFIGS["core"], None)]
-        for name, extra, cache in runs:
-            rows.append({"config": name, "command": " ".join(base + extra)}
-                        | run_command(base + extra, args.cpu_devices, cache))
-    after = measure_reference()
-    rates = [reference["torch_models_steps_per_s"] for reference in (before, after)]
-    reference = before | {"torch_models_steps_per_s": float(np.mean(rates)), "torch_rates_before_after": rates}
+
+    def commands() -> list[dict]:
+        rows = []
+        with tempfile.TemporaryDirectory() as compiled:
+            # the default command twice: on an empty compilation cache, then on the programs it left there
+            shared = Path(compiled)
+            runs = [("default", CONFIGS["default"], shared), ("default, compiled", CONFIGS["default"], shared),
+                    ("core", CONFIGS["core"], None)]
+            for name, extra, cache in runs:
+                rows.append({"config": name, "command": " ".join(base + extra)}
+                            | run_command(base + extra, args.cpu_devices, cache))
+        return rows
+
+    rows, reference = bracketed_reference(measure_reference, commands)
     torch_s = args.seeds * args.steps / reference["torch_models_steps_per_s"]
     return [row | {"torch_training_s": torch_s, "ratio": torch_s / row["command_s"]} for row in rows], reference
 

@@ -17,13 +17,16 @@ For every task, width set and seed count the JAX trainer runs through its public
 
 A width set such as 56,64,72 trains ``seeds`` models at each width, zero-padded to the largest,
 in one program. The PyTorch reference (``_torch_reference``) trains one model per width in turn;
-its rate does not depend on the seed count, so it is measured once per (task, width set).
+its rate does not depend on the seed count, so it is measured per (task, width set), just before
+and just after the JAX seed counts, and their mean is the reference (both are in the JSON): this
+machine's speed drifts within minutes.
 
 GFLOP/s count only the recurrent matmuls, 3 × 2·B·T·Nh² per model step at each model's true
 width (padding not counted), so the JAX/PyTorch ratio is the same in both units. Peak RSS is
 each subprocess's ``ru_maxrss``; the PyTorch process holds no JAX runtime.
 """
 
+import functools
 import math
 import statistics
 import sys
@@ -35,6 +38,7 @@ import jax
 import numpy as np
 
 from ._common import (
+    bracketed_reference,
     parser,
     print_table,
     recurrent_gflop_per_model_step,
@@ -210,41 +214,43 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _measure_jax(task: str, widths: list[int], args) -> list[tuple[int, dict]]:
+    """(seed count, JAX result) for one (task, width set), one per seed count."""
+    measured = []
+    for seeds in args.seeds:
+        _log(f"jax: {task} widths {','.join(map(str, widths))} seeds {seeds}")
+        spec = {
+            "task": task,
+            "task_params": TASKS[task],
+            "widths": list(widths),
+            "seeds": seeds,
+            "chunk_steps": args.chunk_steps,
+            "chunks": args.chunks,
+            "min_seconds": args.min_seconds,
+            "max_chunks": args.max_chunks,
+            "batch_size": args.batch_size,
+        }
+        measured.append((seeds, run_jax(spec, args.cpu_devices)))
+    return measured
+
+
 def measure_all(args) -> list[dict]:
-    """One row per (task, width set, seed count): JAX and PyTorch side by side."""
+    """One row per (task, width set, seed count): JAX, and PyTorch measured just before and after it."""
     rows = []
     for task in args.tasks:
         for widths in args.widths:
-            label = ",".join(map(str, widths))
-            _log(f"torch: {task} widths {label}")
-            reference = run_torch(task, TASKS[task], widths, args)
-            for seeds in args.seeds:
-                _log(f"jax: {task} widths {label} seeds {seeds}")
-                spec = {
-                    "task": task,
-                    "task_params": TASKS[task],
-                    "widths": list(widths),
-                    "seeds": seeds,
-                    "chunk_steps": args.chunk_steps,
-                    "chunks": args.chunks,
-                    "min_seconds": args.min_seconds,
-                    "max_chunks": args.max_chunks,
-                    "batch_size": args.batch_size,
-                }
-                jax_result = run_jax(spec, args.cpu_devices)
+            _log(f"torch, before and after jax: {task} widths {','.join(map(str, widths))}")
+            measured, reference = bracketed_reference(
+                functools.partial(run_torch, task, TASKS[task], widths, args),
+                functools.partial(_measure_jax, task, widths, args),
+            )
+            for seeds, jax_result in measured:
                 rows.append(
-                    {
-                        "task": task,
-                        "widths": label,
-                        "seeds": seeds,
-                    }
+                    {"task": task, "widths": ",".join(map(str, widths)), "seeds": seeds}
                     | jax_result
                     | {"jax_peak_rss_mb": jax_result.pop("peak_rss_mb")}
                     | reference
-                    | {
-                        "ratio": jax_result["jax_models_steps_per_s"]
-                        / reference["torch_models_steps_per_s"]
-                    }
+                    | {"ratio": jax_result["jax_models_steps_per_s"] / reference["torch_models_steps_per_s"]}
                 )
     return rows
 
