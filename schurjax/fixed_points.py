@@ -132,6 +132,18 @@ def _problems_per_call() -> int | None:
     return 256 if on_cpu() else None
 
 
+def _solver_options(config: DiagnosticsConfig, rms_norm: float) -> dict:
+    """The settings of :func:`newton_rounds` beyond the iteration count, from the diagnostics
+    config and the smallest RMS state norm of the networks.
+
+    Solves merge within a tenth of the radius within which distinct points are merged anyway:
+    iterates that close after the same number of steps end at the same point (measured on the
+    128 networks of benchmarks.end_to_end: the same 3432 points with a third fewer Newton steps).
+    """
+    merge_radius = config.dedup_radius * rms_norm / 10
+    return dict(solver_tolerance=config.solver_tolerance, batch=_problems_per_call(), merge_radius=merge_radius)
+
+
 # Problems of one network and input solved as one block: the network's weights are read, and the
 # Newton step's Jacobian of W_hh h formed, once per block rather than once per problem (measured
 # on a call of 256 problems: a step 1.5× cheaper); small, because a block whose
@@ -178,17 +190,19 @@ def newton_solve(
     max_steps: int,
     solver_tolerance: float,
     batch: int | None = None,
+    merge_radius: float = 0.0,
 ) -> tuple[Float[np.ndarray, "M L S Nh"], Bool[np.ndarray, "M L S"]]:
     """Newton's method on G(h) = tanh(drive + W_hh h) − h from every start, input and model.
 
     Returns the end points and whether each solve converged (``optimistix.RESULTS.successful``);
     a solve that hits ``max_steps`` or a singular Jacobian ends at its last iterate. See
-    :func:`newton_rounds` for how the solves are run (``batch``: problems per call, None: all).
+    :func:`newton_rounds` for how the solves are run (``batch``: problems per call, None: all;
+    ``merge_radius``: when one solve follows another).
     """
     (n_models, n_levels, width), n_starts = drives.shape, starts.shape[1]
     model, level, start = np.unravel_index(np.arange(n_models * n_levels * n_starts), (n_models, n_levels, n_starts))
     h = np.asarray(starts)[model, start]
-    ends, converged = newton_rounds(w_hh, drives, model, level, h, max_steps, solver_tolerance, batch)
+    ends, converged = newton_rounds(w_hh, drives, model, level, h, max_steps, solver_tolerance, batch, merge_radius)
     return ends.reshape(n_models, n_levels, n_starts, width), converged.reshape(n_models, n_levels, n_starts)
 
 
@@ -201,6 +215,7 @@ def newton_rounds(
     max_steps: int,
     solver_tolerance: float,
     batch: int | None = None,
+    merge_radius: float = 0.0,
 ) -> tuple[Float[np.ndarray, "P Nh"], Bool[np.ndarray, " P"]]:
     """Newton from each of the problems ``starts[p]`` on network ``model[p]`` at input ``level[p]``
     (sorted by network, then input): the end points and whether each solve converged.
@@ -209,6 +224,11 @@ def newton_rounds(
     per round, each round only those still running, in blocks of one network and input, about
     ``batch`` problems at a time (None: all), on the default device: the work is the steps each
     solve needs, not ``max_steps`` or the slowest solve of a batch.
+
+    Many starts of a network funnel into the same few points. Before each round, a running solve
+    whose iterate lies within ``merge_radius`` of an earlier running solve's of the same network
+    and input (or of its mirror −h where the drive is zero, F odd: Newton from −h is the mirror
+    image of Newton from h) stops there and ends where that solve ends (0: no merging).
     """
     group = np.asarray(model) * drives.shape[1] + np.asarray(level)
     if np.any(np.diff(group) < 0):
@@ -222,7 +242,10 @@ def newton_rounds(
     # CPU devices at once, deadlocked in its thread pool in 4 of 6 tries.
     shared = jax.device_put((w_hh, drives))
     running = np.arange(len(group))
+    merged = _Merged(np.arange(len(group)), np.ones(len(group), np.float32))
+    odd = ~np.asarray(drives).any(axis=-1).ravel()
     for _ in range(max_steps):
+        running = _merge(running, group, h, odd, merge_radius, merged)
         if running.size == 0:
             break
         calls = []
@@ -234,7 +257,50 @@ def newton_rounds(
             h[chunk], converged[chunk] = np.asarray(ends), np.asarray(done)
             going.append(chunk[np.asarray(still)])
         running = np.unique(np.concatenate(going))
-    return h, converged
+    leader, sign = merged.resolved()
+    return h[leader] * sign[:, None], converged[leader]
+
+
+class _Merged(NamedTuple):
+    """Which solve each solve follows (itself if none), and with which sign: h = sign × h[leader]."""
+
+    leader: Int[np.ndarray, " P"]
+    sign: Float[np.ndarray, " P"]
+
+    def resolved(self) -> tuple[Int[np.ndarray, " P"], Float[np.ndarray, " P"]]:
+        leader, sign = self.leader.copy(), self.sign.copy()
+        while np.any(leader[leader] != leader):
+            leader, sign = leader[leader], sign * sign[leader]
+        return leader, sign
+
+
+def _merge(
+    running: Int[np.ndarray, " R"],
+    group: Int[np.ndarray, " P"],
+    h: Float[np.ndarray, "P Nh"],
+    odd: Bool[np.ndarray, " G"],
+    radius: float,
+    merged: _Merged,
+) -> Int[np.ndarray, " K"]:
+    """The running solves less those whose iterate lies within ``radius`` of an earlier running
+    one's (or of its mirror, where F is odd), which are recorded in ``merged`` as following it."""
+    if radius <= 0 or running.size == 0:
+        return running
+    follows = np.zeros(running.size, bool)
+    for members in np.split(np.arange(running.size), np.flatnonzero(np.diff(group[running])) + 1):
+        points = h[running[members]].astype(np.float64)
+        signs = np.array([1.0, -1.0] if odd[group[running[members[0]]]] else [1.0])
+        # near[s, i, j]: solve i's iterate lies within radius of sign s × solve j's, for j before i
+        squares, products = np.sum(points * points, axis=1), points @ points.T
+        distances = squares[:, None] + squares[None] - 2 * signs[:, None, None] * products
+        near = (distances <= radius * radius) & np.tri(len(members), k=-1, dtype=bool)
+        flat = near.transpose(1, 0, 2).reshape(len(members), -1)
+        first = flat.argmax(axis=1)
+        mine = flat.any(axis=1)
+        merged.leader[running[members[mine]]] = running[members[first[mine] % len(members)]]
+        merged.sign[running[members[mine]]] = signs[first[mine] // len(members)]
+        follows[members] = mine
+    return running[~follows]
 
 
 def _blocks(running: Int[np.ndarray, " R"], group: Int[np.ndarray, " P"]) -> Int[np.ndarray, "K BLOCK"]:
@@ -332,6 +398,7 @@ def _trajectory_solves(
     inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
     key: PRNGKeyArray,
     config: DiagnosticsConfig,
+    options: Mapping,
 ) -> tuple[Float[np.ndarray, "V L S Nh"], Bool[np.ndarray, "V L S"]]:
     """Newton from ``config.n_starts`` states of every variant's own rollouts of ``inputs``; the
     variants of one model (``widths``: one per model) start from corresponding states."""
@@ -340,8 +407,7 @@ def _trajectory_solves(
     n_subsets = networks.w_hh.shape[0] // len(widths)
     paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
     starts = sample_starts(networks.models, trials, *paired)
-    tolerance, batch = config.solver_tolerance, _problems_per_call()
-    ends, converged = newton_solve(networks.w_hh, networks.drives, starts, config.max_steps, tolerance, batch)
+    ends, converged = newton_solve(networks.w_hh, networks.drives, starts, config.max_steps, **options)
     return ends.astype(np.float64), converged
 
 
@@ -353,7 +419,7 @@ def pair_midpoints(stable: Float[np.ndarray, "K Nh"], limit: int) -> Float[np.nd
 
 
 def _pair_solves(
-    networks: _Networks, found: Mapping[tuple[int, int], "_Found"], config: DiagnosticsConfig
+    networks: _Networks, found: Mapping[tuple[int, int], "_Found"], config: DiagnosticsConfig, options: Mapping
 ) -> dict[tuple[int, int], tuple[Float[np.ndarray, "P Nh"], Bool[np.ndarray, " P"]]]:
     """Newton from the midpoints of pairs of the stable points ``found`` per variant and input:
     saddles lie between attractors, where trajectories seldom pass."""
@@ -365,10 +431,7 @@ def _pair_solves(
     starts = np.zeros((sum(counts), width), np.float32)
     for row, points in zip(np.cumsum([0, *counts]), midpoints):
         starts[row : row + len(points), : points.shape[1]] = points
-    tolerance, batch = config.solver_tolerance, _problems_per_call()
-    ends, converged = newton_rounds(
-        networks.w_hh, networks.drives, model, level, starts, config.max_steps, tolerance, batch
-    )
+    ends, converged = newton_rounds(networks.w_hh, networks.drives, model, level, starts, config.max_steps, **options)
     split = np.cumsum(counts)[:-1]
     return dict(zip(jobs, zip(np.split(ends.astype(np.float64), split), np.split(converged, split))))
 
@@ -483,7 +546,8 @@ def find_fixed_points(
     geometries = state_geometry(weights, inputs, models_per_call)
     labels, levels = task.rest_inputs(config.input_levels)
     networks = _networks(variants, levels)
-    ends, converged = _trajectory_solves(networks, [w.width for w in weights], inputs, key, config)
+    options = _solver_options(config, min(geometry.rms_norm for geometry in geometries))
+    ends, converged = _trajectory_solves(networks, [w.width for w in weights], inputs, key, config, options)
 
     def classify(job: tuple[int, int], ends, converged, known: _Found | None = None) -> _Found:
         v, level = job
@@ -500,7 +564,7 @@ def find_fixed_points(
         first = dict(zip(jobs, pool.map(lambda job: classify(job, ends[job], converged[job]), jobs)))
         found = first
         if config.pair_starts:
-            more = _pair_solves(networks, first, config)
+            more = _pair_solves(networks, first, config, options)
             found = dict(zip(jobs, pool.map(lambda job: classify(job, *more[job], first[job]), jobs)))
     points, summaries, states = [], [], []
     for (v, level), here in found.items():

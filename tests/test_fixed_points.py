@@ -11,6 +11,8 @@ from schurjax.fixed_points import (
     BLOCK,
     FIXED_POINT_COLUMNS,
     _blocks,
+    _merge,
+    _Merged,
     _residual,
     deduplicate,
     draw_starts,
@@ -21,6 +23,7 @@ from schurjax.fixed_points import (
     network_fixed_points,
     newton_rounds,
     newton_solve,
+    newton_step,
     pair_midpoints,
     save_fixed_points,
 )
@@ -266,6 +269,49 @@ def test_newton_rounds_need_problems_sorted_by_network():
     w_hh, drives = jnp.zeros((2, 3, 3)), jnp.zeros((2, 1, 3))
     with pytest.raises(ValueError, match="sorted by network"):
         newton_rounds(w_hh, drives, np.array([1, 0]), np.array([0, 0]), np.zeros((2, 3)), 3, 1e-6)
+
+
+
+def test_a_solve_near_another_or_its_mirror_follows_it():
+    # rows 1 and 2 lie within the radius of row 0 and of its mirror, row 3 of neither
+    x, y = np.array([0.5, -0.2]), np.array([0.1, 0.8])
+    h = np.stack([x, x + 1e-4, -x - 1e-4, y]).astype(np.float32)
+    for odd, running, leader, sign in (
+        (True, [0, 3], [0, 0, 0, 3], [1, 1, -1, 1]),
+        # a nonzero drive breaks the symmetry: the mirror is another problem
+        (False, [0, 2, 3], [0, 0, 2, 3], [1, 1, 1, 1]),
+    ):
+        merged = _Merged(np.arange(4), np.ones(4, np.float32))
+        kept = _merge(np.arange(4), np.zeros(4, np.int64), h, np.array([odd]), 1e-2, merged)
+        np.testing.assert_array_equal(kept, running)
+        np.testing.assert_array_equal(merged.leader, leader)
+        np.testing.assert_array_equal(merged.sign, sign)
+
+
+@pytest.mark.parametrize("drive", [0.0, 0.3])
+def test_merging_solves_changes_no_end_point_and_saves_steps(drive, monkeypatch):
+    # W = 2I from starts that funnel into its roots (0, ±H_STAR per unit), each also mirrored
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(-1, 1, (24, 2))
+    starts = np.concatenate([starts, -starts, starts + 1e-5]).astype(np.float32)
+    w_hh, drives = jnp.asarray(2 * np.eye(2), jnp.float32)[None], jnp.full((1, 1, 2), drive, jnp.float32)
+    steps = []
+
+    def counted(*args):
+        steps.append(args[4].shape[0] * args[4].shape[1])
+        return newton_step(*args)
+
+    monkeypatch.setattr("schurjax.fixed_points.newton_step", counted)
+    solved = {}
+    for radius in (0.0, 1e-3):
+        steps.clear()
+        solved[radius] = newton_solve(w_hh, drives, jnp.asarray(starts)[None], 20, 1e-6, 8, radius), sum(steps)
+    (ends, converged), work = solved[0.0]
+    (merged_ends, merged_converged), merged_work = solved[1e-3]
+    np.testing.assert_array_equal(merged_converged, converged)
+    # the same roots, to the solver's tolerance
+    np.testing.assert_allclose(merged_ends, ends, atol=1e-5)
+    assert merged_work < 0.75 * work
 
 
 # self-exciting units with feed-forward (Schur) couplings: every ablation is another network
