@@ -197,6 +197,14 @@ def test_deduplicate_keeps_the_slowest_of_each_cluster():
     assert deduplicate(points, speeds, radius=1e-6).tolist() == [1, 3, 2, 0]
 
 
+def test_deduplicate_mirrored_keeps_one_point_of_each_mirror_pair():
+    points = np.array([[0.5, 0.2], [-0.5, -0.2005], [0.5, -0.2], [0.0, 0.0]])
+    speeds = np.array([1e-10, 1e-12, 1e-11, 1e-9])
+    # the slower of the pair ±(0.5, 0.2) stands for both; (0.5, −0.2) and the origin have no mirror here
+    assert deduplicate(points, speeds, radius=0.01, mirrored=True).tolist() == [1, 2, 3]
+    assert deduplicate(points, speeds, radius=0.01).tolist() == [1, 2, 0, 3]
+
+
 def test_draws_of_a_model_do_not_depend_on_the_others():
     key = jax.random.key(3)
     picks, noise = draw_starts(key, [2, 5], n_states=40, n_starts=6, noise=0.5)
