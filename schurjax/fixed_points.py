@@ -535,12 +535,14 @@ def find_fixed_points(
     alpha: float,
     config: DiagnosticsConfig,
     models_per_call: int | Literal["auto"] = "auto",
+    geometries: Sequence[StateGeometry] | None = None,
 ) -> FixedPoints:
     """Fixed points of every model and its ablations in ``config.fixed_point_subsets``.
 
     ``identities[i]`` (task, construction, width, seed, alpha) prefixes the rows of model i;
     ``inputs`` are its held-out trials (the state geometry uses all, the starts the first
-    ``config.start_trials``). Returns one row per fixed point with its state, and one summary row
+    ``config.start_trials``; ``geometries``: the models' state geometries on all of them, where the
+    caller has them already). Returns one row per fixed point with its state, and one summary row
     per model × subset × input level. Distances are Euclidean in state space; a fixed point of an
     ablated network is matched to the nearest fixed point of its full network at the same input
     when they lie within ``match_radius`` × the RMS state norm; ``displacement`` is that nearest
@@ -548,7 +550,8 @@ def find_fixed_points(
     """
     subsets = ["none", *(name for name in config.fixed_point_subsets if name != "none")]
     variants = _variants(weights, alpha, subsets)
-    geometries = state_geometry(weights, inputs, models_per_call)
+    if geometries is None:
+        geometries = state_geometry(weights, inputs, models_per_call)
     labels, levels = task.rest_inputs(config.input_levels)
     networks = _networks(variants, levels)
     options = _solver_options(config, min(geometry.rms_norm for geometry in geometries))

@@ -55,7 +55,7 @@ from .results import (
 from .schur import SchurCoords, ordered_schur
 from .scoring import EVALUATION_COLUMNS, Scores, evaluation_columns, score_ablations
 from .spec import RunSpec
-from .subspace import DIAGNOSTIC_COLUMNS, DiagnosticsConfig, subspace_rows
+from .subspace import DIAGNOSTIC_COLUMNS, DiagnosticsConfig, StateGeometry, state_geometry, subspace_rows
 from .timing import Stopwatch
 from .training import (
     TRAINING_COLUMNS,
@@ -71,7 +71,7 @@ __all__ = [
     # the stages and the table they fill
     "CONTROL_COLUMNS", "RESULT_COLUMNS", "ablate", "analyse", "check_run_directory", "diagnose",
     "identity_columns", "random_controls", "read_results", "result_rows", "run", "schur_coordinates", "train",
-    "write_fixed_points",
+    "held_out_geometries", "run_fixed_points", "write_fixed_points",
     "write_results", "write_run",
     # what other modules import from here, defined in the stage modules
     "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "solved_check",
@@ -139,16 +139,24 @@ def diagnose(
     data,
     config: EvalConfig,
     diagnostics: DiagnosticsConfig,
+    geometries: Sequence[StateGeometry],
 ) -> list[dict]:
-    """The subspace diagnostics (:data:`DIAGNOSTIC_COLUMNS`) of every row, from the held-out inputs."""
+    """The subspace diagnostics (:data:`DIAGNOSTIC_COLUMNS`) of every row, from the models'
+    ``geometries`` on the held-out inputs."""
     return subspace_rows(
         [m.weights for m in trained],
         [ablation.w_tilde for ablation in ablations],
         data[0],
         pc_variance=diagnostics.pc_variance,
         min_removed_mass=config.min_removed_mass,
-        models_per_call=config.models_per_call,
+        geometries=geometries,
     )
+
+
+def held_out_geometries(trained: Sequence[TrainedModel], data, config: EvalConfig) -> list[StateGeometry]:
+    """Each model's state geometry on the held-out inputs: one rollout per model, shared by the
+    subspace diagnostics of every α and the fixed points."""
+    return state_geometry([m.weights for m in trained], data[0], config.models_per_call)
 
 
 def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
@@ -185,6 +193,7 @@ def analyse(
     has_targets: bool = True,
     diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
     stopwatch: Stopwatch | None = None,
+    geometries: Sequence[StateGeometry] | None = None,
 ) -> list[dict]:
     """Ordered Schur, all 8 ablations at each ``alpha``, and batched evaluations: result rows.
 
@@ -192,14 +201,17 @@ def analyse(
     adds its own rows (α by α, models in order, the 8 subsets of each). ``data`` is ``(inputs,
     targets, mask)``; without real targets (``has_targets=False``, user inputs) FVU-based columns
     stay empty and ``rollout_distance`` carries the comparison. ``stopwatch`` records the time of
-    each stage.
+    each stage; ``geometries`` (:func:`held_out_geometries`) are computed here unless given.
     """
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     with stopwatch("Schur + ablations"):
         coords = schur_coordinates(trained)
+    if geometries is None:
+        with stopwatch("subspace diagnostics"):
+            geometries = held_out_geometries(trained, data, config)
     alphas = tuple(alpha) if isinstance(alpha, Sequence) else (alpha,)
     analysis = functools.partial(
-        _analyse_at, trained, coords, data, task=task, config=config, has_targets=has_targets,
+        _analyse_at, trained, coords, data, geometries, task=task, config=config, has_targets=has_targets,
         diagnostics=diagnostics, stopwatch=stopwatch,
     )
     return [row for each in alphas for row in analysis(each)]
@@ -209,6 +221,7 @@ def _analyse_at(
     trained: Sequence[TrainedModel],
     coords: Sequence[SchurCoords],
     data,
+    geometries: Sequence[StateGeometry],
     alpha: float,
     *,
     task: str,
@@ -225,7 +238,7 @@ def _analyse_at(
     with stopwatch("random controls") as controlling:
         controls = random_controls(trained, coords, ablations, data, config, scores, has_targets=has_targets)
     with stopwatch("subspace diagnostics") as diagnosing:
-        subspace = diagnose(trained, ablations, data, config, diagnostics)
+        subspace = diagnose(trained, ablations, data, config, diagnostics, geometries)
     log.info(
         "analysis at alpha %g: ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
         alpha,
@@ -271,12 +284,25 @@ def _per_alpha(rows: Sequence[Mapping]) -> list[tuple[str, list[Mapping]]]:
     return [(f"_alpha{alpha:g}", [row for row in rows if row["alpha"] == alpha]) for alpha in alphas]
 
 
-def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Sequence[Mapping], out_dir: Path) -> None:
-    """fixed_points.csv and .npz, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
+def run_fixed_points(
+    spec: RunSpec,
+    trained: Sequence[TrainedModel],
+    inputs: Float[Array, "B T Nx"] | None = None,
+    geometries: Sequence[StateGeometry] | None = None,
+) -> list[FixedPoints]:
+    """The fixed points of a run at each of its α, from starts on the held-out ``inputs`` (drawn
+    here unless given) and the models' state ``geometries`` on them (computed unless given)."""
     started = time.perf_counter()
     # the same starts' trials for every α
-    inputs = held_out_set(spec.eval_task(), spec.eval)[0]
-    found = [fixed_points_at(spec, trained, inputs, alpha) for alpha in spec.alphas]
+    inputs = held_out_set(spec.eval_task(), spec.eval)[0] if inputs is None else inputs
+    found = [fixed_points_at(spec, trained, inputs, alpha, geometries) for alpha in spec.alphas]
+    networks = len(trained) * len(spec.diagnostics.fixed_point_subsets) * len(spec.alphas)
+    log.info("fixed points of %d networks in %.1f s", networks, time.perf_counter() - started)
+    return found
+
+
+def write_fixed_points(spec: RunSpec, found: Sequence[FixedPoints], rows: Sequence[Mapping], out_dir: Path) -> None:
+    """fixed_points.csv and .npz, fixed_point_summary.csv (beside ΔFVU) and the fixed-point figure of a run."""
     points = [point for each in found for point in each.points]
     delta_fvu = {(r["construction"], r["width"], r["seed"], r["alpha"], r["subset"]): r["delta_fvu"] for r in rows}
     summary = [
@@ -289,12 +315,14 @@ def write_fixed_points(spec: RunSpec, trained: Sequence[TrainedModel], rows: Seq
     write_csv(out_dir / "fixed_point_summary.csv", summary, FIXED_POINT_SUMMARY_COLUMNS)
     for suffix, at_alpha in _per_alpha(points):
         plots.fixed_point_figure(at_alpha, out_dir / "figures" / f"{spec.task}_fixed_points{suffix}")
-    networks = len(trained) * len(spec.diagnostics.fixed_point_subsets) * len(spec.alphas)
-    log.info("fixed points of %d networks in %.1f s", networks, time.perf_counter() - started)
 
 
 def fixed_points_at(
-    spec: RunSpec, trained: Sequence[TrainedModel], inputs: Float[Array, "B T Nx"], alpha: float
+    spec: RunSpec,
+    trained: Sequence[TrainedModel],
+    inputs: Float[Array, "B T Nx"],
+    alpha: float,
+    geometries: Sequence[StateGeometry] | None = None,
 ) -> FixedPoints:
     """Fixed points of the full and ablated networks at one α, at the task's rest inputs, from
     starts sampled on their rollouts of the held-out ``inputs``."""
@@ -312,6 +340,7 @@ def fixed_points_at(
         alpha=alpha,
         config=spec.diagnostics,
         models_per_call=spec.eval.models_per_call,
+        geometries=geometries,
     )
 
 
@@ -322,8 +351,12 @@ def write_run(
     out_dir: Path,
     *,
     stopwatch: Stopwatch | None = None,
+    inputs: Float[Array, "B T Nx"] | None = None,
+    geometries: Sequence[StateGeometry] | None = None,
 ) -> None:
-    """Write the output contract: results.csv, summary.csv, models/*.npz, figures/ (and fixed points)."""
+    """Write the output contract: results.csv, summary.csv, models/*.npz, figures/ (and fixed points,
+    found from the held-out ``inputs`` and the models' state ``geometries`` on them: see
+    :func:`run_fixed_points`)."""
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     with stopwatch("writing"):
         for model in trained:
@@ -332,7 +365,9 @@ def write_run(
         write_results(rows, out_dir)
     if spec.diagnostics.fixed_points:
         with stopwatch("fixed points"):
-            write_fixed_points(spec, trained, rows, out_dir)
+            found = run_fixed_points(spec, trained, inputs, geometries)
+        with stopwatch("writing"):
+            write_fixed_points(spec, found, rows, out_dir)
     with stopwatch("writing"):
         (out_dir / "spec.json").write_text(_spec_json(spec))
 
@@ -372,12 +407,14 @@ def run(
     with stopwatch("held-out set"):
         # drawn asynchronously otherwise, and timed as part of the evaluation that first waits for it
         data = jax.block_until_ready(held_out_set(spec.eval_task(), spec.eval))
+    with stopwatch("subspace diagnostics"):
+        geometries = held_out_geometries(trained, data, spec.eval)
     rows = analyse(
         trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
-        stopwatch=stopwatch,
+        stopwatch=stopwatch, geometries=geometries,
     )
     report_unlearned(rows)
-    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch)
+    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch, inputs=data[0], geometries=geometries)
     log.info("wrote %s in %.1f s total", out_dir, stopwatch.elapsed)
     note = "training includes its compilation"
     if startup_seconds is not None:

@@ -223,9 +223,12 @@ def subspace_rows(
     pc_variance: float,
     min_removed_mass: float,
     models_per_call: int | Literal["auto"] = "auto",
+    geometries: Sequence[StateGeometry] | None = None,
 ) -> list[dict]:
-    """Diagnostic columns per model × subset (the order of ``w_tilde[i]``), from held-out ``inputs``."""
-    geometries = state_geometry(weights, inputs, models_per_call)
+    """Diagnostic columns per model × subset (the order of ``w_tilde[i]``), from held-out ``inputs``
+    (or from the models' ``geometries`` on them, where the caller has them already)."""
+    if geometries is None:
+        geometries = state_geometry(weights, inputs, models_per_call)
     rows = []
     for w, ablated, geometry in zip(weights, w_tilde, geometries):
         for matrix in ablated:
