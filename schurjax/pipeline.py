@@ -386,6 +386,13 @@ def check_run_directory(spec: RunSpec, out_dir: Path) -> None:
         )
 
 
+# the stages of run.log's timing table, in the order a run's work flows through them
+RUN_STAGES = (
+    "training", "held-out set", "Schur + ablations", "evaluation", "random controls", "subspace diagnostics",
+    "writing", "fixed points",
+)
+
+
 def run(
     spec: RunSpec,
     out_dir: str | Path,
@@ -401,7 +408,7 @@ def run(
     """
     out_dir = Path(out_dir)
     check_run_directory(spec, out_dir)
-    stopwatch = Stopwatch()
+    stopwatch = Stopwatch(order=RUN_STAGES)
     with stopwatch("training"):
         trained = train(spec, progress=progress, cache_dir=cache_dir)
     with stopwatch("held-out set"):

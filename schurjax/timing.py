@@ -4,7 +4,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -18,12 +18,15 @@ class Lap:
 class Stopwatch:
     """Wall time of named stages: ``with stopwatch("training"): ...``.
 
-    A stage timed more than once accumulates; stages keep the order they were first timed in.
+    A stage timed more than once accumulates. The table lists the stages named in ``order`` in
+    that order (a run computes some shared inputs before the stage they belong to), then the
+    others in the order they were first timed.
     """
 
-    def __init__(self):
+    def __init__(self, order: Sequence[str] = ()):
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = {}
+        self.order = tuple(order)
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[Lap]:
@@ -46,7 +49,9 @@ class Stopwatch:
         ``startup`` (seconds spent before the stopwatch was made) comes first when known; time
         inside no stage (logging, drawing the held-out set, ...) is ``other``.
         """
-        stages = ({} if startup is None else {"start-up": startup}) | self.seconds
+        rank = {stage: position for position, stage in enumerate(self.order)}
+        timed = sorted(self.seconds, key=lambda stage: rank.get(stage, len(rank)))
+        stages = ({} if startup is None else {"start-up": startup}) | {stage: self.seconds[stage] for stage in timed}
         total = (startup or 0.0) + self.elapsed
         stages["other"] = max(total - sum(stages.values()), 0.0)
         width = max(map(len, stages)) + 2

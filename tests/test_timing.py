@@ -33,6 +33,16 @@ def test_stages_accumulate_and_their_shares_add_up():
     assert stages["start-up"][1] == pytest.approx(100 / total, abs=0.5)
 
 
+def test_the_table_lists_ordered_stages_first_in_their_order():
+    stopwatch = Stopwatch(order=("training", "subspace diagnostics", "writing"))
+    for stage in ("held-out set", "subspace diagnostics", "evaluation", "training"):
+        with stopwatch(stage):
+            pass
+    assert list(_stages(stopwatch.table())) == [
+        "training", "subspace diagnostics", "held-out set", "evaluation", "other", "total",
+    ]
+
+
 def test_a_stage_that_raises_is_still_timed():
     stopwatch = Stopwatch()
     with pytest.raises(RuntimeError), stopwatch("training"):
