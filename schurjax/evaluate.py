@@ -155,12 +155,13 @@ def evaluate_models(
     models: TanhRNN,
     data,
     models_per_call: int | Literal["auto"] = "auto",
-    references: TanhRNN | None = None,
+    references: TanhRNN | Float[np.ndarray, "R B T Ny"] | None = None,
     reference_index=None,
 ) -> Evaluation:
     """Metrics of a stacked batch of models (any parametrisation) on ``(inputs, targets, mask)``.
 
-    ``references`` (stacked) and ``reference_index`` (one per model) name the network whose
+    ``references`` (stacked networks, or their outputs on these inputs where the caller has
+    rolled them out already) and ``reference_index`` (one per model) name the network whose
     outputs each model's rollout distance is measured against; without them it is NaN. The
     references are rolled out once, and their own metrics come back as ``.references``.
     """
@@ -172,13 +173,13 @@ def evaluate_models(
     if references is None:
         reference_outputs, reference_index, reference_evaluation = None, np.zeros(count, int), None
     else:
-        n_references = references.w_xh.shape[0]
         # Every device needs every reference's outputs; gathered through the host, not by a
         # collective.
-        padded = pad_models(references, n_references, models_per_call)
-        reference_outputs = jnp.asarray(np.asarray(_outputs(padded, inputs, models_per_call)))
+        outputs = _reference_outputs(references, inputs, models_per_call)
+        # padded as the networks are (the last one repeated), so the programs keep their shapes
+        reference_outputs = pad_models(jnp.asarray(outputs), len(outputs), models_per_call)
         scores = _reference_scores(reference_outputs, targets, mask)
-        reference_evaluation = Evaluation(*(host(x, n_references) for x in scores))
+        reference_evaluation = Evaluation(*(host(x, len(outputs)) for x in scores))
     fvu, agreement, distance = _evaluate(
         pad_models(models, count, models_per_call),
         pad_models(jnp.asarray(reference_index), count, models_per_call),
@@ -189,6 +190,15 @@ def evaluate_models(
         models_per_call,
     )
     return Evaluation(host(fvu), host(agreement), host(distance), references=reference_evaluation)
+
+
+def _reference_outputs(
+    references: TanhRNN | Float[np.ndarray, "R B T Ny"], inputs: Float[Array, "B T Nx"], models_per_call: int
+) -> Float[np.ndarray, "R B T Ny"]:
+    if not isinstance(references, TanhRNN):
+        return np.asarray(references)
+    count = references.w_xh.shape[0]
+    return np.asarray(_outputs(pad_models(references, count, models_per_call), inputs, models_per_call))[:count]
 
 
 def stack_weights(weights: Sequence[RNNWeights]) -> TanhRNN:
@@ -232,17 +242,14 @@ def evaluate_weights(
     weights: Sequence[RNNWeights],
     data,
     config: EvalConfig,
-    references: Sequence[RNNWeights] | None = None,
+    references: Sequence[RNNWeights] | Float[np.ndarray, "R B T Ny"] | None = None,
     reference_index: Sequence[int] | Int[np.ndarray, " M"] | None = None,
 ) -> Evaluation:
-    """FVU, sign agreement and rollout distance of every network, in one compiled batch."""
-    return evaluate_models(
-        stack_weights(weights),
-        data,
-        config.models_per_call,
-        None if references is None else stack_weights(references),
-        reference_index,
-    )
+    """FVU, sign agreement and rollout distance of every network, in one compiled batch
+    (``references``: networks, or their outputs on ``data``'s inputs; see :func:`evaluate_models`)."""
+    if references is not None and not isinstance(references, np.ndarray):
+        references = stack_weights(references)
+    return evaluate_models(stack_weights(weights), data, config.models_per_call, references, reference_index)
 
 
 # jax.jit, not eqx.filter_jit: the latter waits for every call's result, and the per-network calls

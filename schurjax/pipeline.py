@@ -55,7 +55,14 @@ from .results import (
 from .schur import SchurCoords, ordered_schur
 from .scoring import EVALUATION_COLUMNS, Scores, evaluation_columns, score_ablations
 from .spec import RunSpec
-from .subspace import DIAGNOSTIC_COLUMNS, DiagnosticsConfig, StateGeometry, state_geometry, subspace_rows
+from .subspace import (
+    DIAGNOSTIC_COLUMNS,
+    DiagnosticsConfig,
+    HeldOutRollouts,
+    StateGeometry,
+    held_out_rollouts,
+    subspace_rows,
+)
 from .timing import Stopwatch
 from .training import (
     TRAINING_COLUMNS,
@@ -71,7 +78,7 @@ __all__ = [
     # the stages and the table they fill
     "CONTROL_COLUMNS", "RESULT_COLUMNS", "ablate", "analyse", "check_run_directory", "diagnose",
     "identity_columns", "random_controls", "read_results", "result_rows", "run", "schur_coordinates", "train",
-    "held_out_geometries", "run_fixed_points", "write_fixed_points",
+    "full_model_rollouts", "run_fixed_points", "write_fixed_points",
     "write_results", "write_run",
     # what other modules import from here, defined in the stage modules
     "UNTRAINED_FVU", "RunSpec", "TrainedModel", "learning_failure", "model_training_key", "solved_check",
@@ -153,10 +160,10 @@ def diagnose(
     )
 
 
-def held_out_geometries(trained: Sequence[TrainedModel], data, config: EvalConfig) -> list[StateGeometry]:
-    """Each model's state geometry on the held-out inputs: one rollout per model, shared by the
-    subspace diagnostics of every α and the fixed points."""
-    return state_geometry([m.weights for m in trained], data[0], config.models_per_call)
+def full_model_rollouts(trained: Sequence[TrainedModel], data, config: EvalConfig) -> HeldOutRollouts:
+    """Each full model rolled out once on the held-out inputs: its outputs, the evaluation's
+    references at every α, and its state geometry, the subspace diagnostics' and the fixed points'."""
+    return held_out_rollouts([m.weights for m in trained], data[0], config.models_per_call)
 
 
 def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
@@ -193,7 +200,7 @@ def analyse(
     has_targets: bool = True,
     diagnostics: DiagnosticsConfig = DiagnosticsConfig(),
     stopwatch: Stopwatch | None = None,
-    geometries: Sequence[StateGeometry] | None = None,
+    rollouts: HeldOutRollouts | None = None,
 ) -> list[dict]:
     """Ordered Schur, all 8 ablations at each ``alpha``, and batched evaluations: result rows.
 
@@ -201,17 +208,18 @@ def analyse(
     adds its own rows (α by α, models in order, the 8 subsets of each). ``data`` is ``(inputs,
     targets, mask)``; without real targets (``has_targets=False``, user inputs) FVU-based columns
     stay empty and ``rollout_distance`` carries the comparison. ``stopwatch`` records the time of
-    each stage; ``geometries`` (:func:`held_out_geometries`) are computed here unless given.
+    each stage; the full models' ``rollouts`` (:func:`full_model_rollouts`) are computed here
+    unless given.
     """
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     with stopwatch("Schur + ablations"):
         coords = schur_coordinates(trained)
-    if geometries is None:
-        with stopwatch("subspace diagnostics"):
-            geometries = held_out_geometries(trained, data, config)
+    if rollouts is None:
+        with stopwatch("evaluation"):
+            rollouts = full_model_rollouts(trained, data, config)
     alphas = tuple(alpha) if isinstance(alpha, Sequence) else (alpha,)
     analysis = functools.partial(
-        _analyse_at, trained, coords, data, geometries, task=task, config=config, has_targets=has_targets,
+        _analyse_at, trained, coords, data, rollouts, task=task, config=config, has_targets=has_targets,
         diagnostics=diagnostics, stopwatch=stopwatch,
     )
     return [row for each in alphas for row in analysis(each)]
@@ -221,7 +229,7 @@ def _analyse_at(
     trained: Sequence[TrainedModel],
     coords: Sequence[SchurCoords],
     data,
-    geometries: Sequence[StateGeometry],
+    rollouts: HeldOutRollouts,
     alpha: float,
     *,
     task: str,
@@ -234,11 +242,11 @@ def _analyse_at(
     with stopwatch("Schur + ablations") as decomposing:
         ablations = ablate(trained, coords, alpha)
     with stopwatch("evaluation") as evaluating:
-        scores = score_ablations([m.weights for m in trained], ablations, data, config)
+        scores = score_ablations([m.weights for m in trained], ablations, data, config, rollouts.outputs)
     with stopwatch("random controls") as controlling:
         controls = random_controls(trained, coords, ablations, data, config, scores, has_targets=has_targets)
     with stopwatch("subspace diagnostics") as diagnosing:
-        subspace = diagnose(trained, ablations, data, config, diagnostics, geometries)
+        subspace = diagnose(trained, ablations, data, config, diagnostics, rollouts.geometries)
     log.info(
         "analysis at alpha %g: ablations of %d models in %.2f s, evaluation of %d networks%s in %.2f s",
         alpha,
@@ -414,14 +422,14 @@ def run(
     with stopwatch("held-out set"):
         # drawn asynchronously otherwise, and timed as part of the evaluation that first waits for it
         data = jax.block_until_ready(held_out_set(spec.eval_task(), spec.eval))
-    with stopwatch("subspace diagnostics"):
-        geometries = held_out_geometries(trained, data, spec.eval)
+    with stopwatch("evaluation"):
+        rollouts = full_model_rollouts(trained, data, spec.eval)
     rows = analyse(
         trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
-        stopwatch=stopwatch, geometries=geometries,
+        stopwatch=stopwatch, rollouts=rollouts,
     )
     report_unlearned(rows)
-    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch, inputs=data[0], geometries=geometries)
+    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch, inputs=data[0], geometries=rollouts.geometries)
     log.info("wrote %s in %.1f s total", out_dir, stopwatch.elapsed)
     note = "training includes its compilation"
     if startup_seconds is not None:

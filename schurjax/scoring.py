@@ -1,8 +1,9 @@
 """The evaluation stage of a run: every model and its 7 ablations scored on one held-out set, and
 the result columns that come of it.
 
-W̃(∅) is W itself: the full models are the references, rolled out once; only the 7 nonempty
-ablations of each model are evaluated against them. ΔFVU and S_ΔT = ΔFVU / removed Schur mass
+W̃(∅) is W itself: the full models are the references, rolled out once (a run shares that
+rollout with the subspace diagnostics and the fixed points); only the 7 nonempty ablations of each
+model are evaluated against them. ΔFVU and S_ΔT = ΔFVU / removed Schur mass
 follow from those metrics and the masses of the Schur stage.
 """
 
@@ -59,16 +60,24 @@ def _per_subset(evaluation: Evaluation) -> Evaluation:
 
 
 def score_ablations(
-    weights: Sequence[RNNWeights], ablations: Sequence[AblationSet], data, config: EvalConfig
+    weights: Sequence[RNNWeights],
+    ablations: Sequence[AblationSet],
+    data,
+    config: EvalConfig,
+    full_outputs: Float[np.ndarray, "M B T Ny"] | None = None,
 ) -> Scores:
-    """Every model and its 7 nonempty ablations on ``data`` = (inputs, targets, mask), in one batch."""
+    """Every model and its 7 nonempty ablations on ``data`` = (inputs, targets, mask), in one batch.
+
+    ``full_outputs``: the models' own outputs on these inputs, where the caller has rolled them
+    out already (:func:`~schurjax.subspace.held_out_rollouts`); otherwise they are rolled out here.
+    """
     ablated = [w.with_recurrent(w_tilde) for w, ablation in zip(weights, ablations) for w_tilde in ablation.w_tilde[1:]]
     evaluation = _per_subset(
         evaluate_weights(
             ablated,
             data,
             config,
-            references=list(weights),
+            references=list(weights) if full_outputs is None else full_outputs,
             reference_index=np.repeat(np.arange(len(weights)), len(SUBSETS) - 1),
         )
     )

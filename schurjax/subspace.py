@@ -27,7 +27,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -145,16 +145,50 @@ class StateGeometry:
         return (points - self.mean) @ self.axes[:, :2]
 
 
+class HeldOutRollouts(NamedTuple):
+    """Networks rolled out once on the held-out inputs: everything later stages need of them."""
+
+    # the readout of every state, [M, B, T, Ny] (the evaluation's reference outputs)
+    outputs: Float[np.ndarray, "M B T Ny"]
+    # the state geometry, each at its network's width (the diagnostics' and the fixed points')
+    geometries: list[StateGeometry]
+
+
 @eqx.filter_jit
-def _state_moments(
+def _rollout_statistics(
     models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int
-) -> tuple[Float[Array, "M Nh"], Float[Array, "M Nh Nh"]]:
+) -> tuple[Float[Array, "M B T Ny"], Float[Array, "M Nh"], Float[Array, "M Nh Nh"]]:
     def one(model, inputs):
         states = model.hidden_states(inputs)
-        states = states.reshape(-1, states.shape[-1])
-        return states.mean(axis=0), states.T @ states / states.shape[0]
+        flat = states.reshape(-1, states.shape[-1])
+        return model.readout(states), flat.mean(axis=0), flat.T @ flat / flat.shape[0]
 
     return map_models(one, models_per_call, n_shared=1)(models, inputs)
+
+
+def held_out_rollouts(
+    weights: Sequence[RNNWeights],
+    inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
+    models_per_call: int | Literal["auto"] = "auto",
+) -> HeldOutRollouts:
+    """Every network rolled out on ``inputs`` once: its outputs and its state geometry.
+
+    The outputs are bitwise those of :func:`~schurjax.evaluate.rollout_outputs` (the same
+    recurrence, read out state by state), so an evaluation may take them as its references
+    instead of rolling the networks out again.
+    """
+    models_per_call = resolve_models_per_call(models_per_call)
+    models = pad_models(stack_weights(weights), len(weights), models_per_call)
+    outputs, means, moments = _rollout_statistics(models, jnp.asarray(inputs), models_per_call)
+    geometries = []
+    for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
+        n = w.width
+        mean, moment = mean[:n], moment[:n, :n]
+        variances, axes = np.linalg.eigh(moment - np.outer(mean, mean))
+        order = np.argsort(variances)[::-1]
+        geometries.append(StateGeometry(mean, moment, axes[:, order], np.clip(variances[order], 0.0, None)))
+    # results split across devices are read on the host (see map_models)
+    return HeldOutRollouts(np.asarray(outputs)[: len(weights)], geometries)
 
 
 def state_geometry(
@@ -163,17 +197,7 @@ def state_geometry(
     models_per_call: int | Literal["auto"] = "auto",
 ) -> list[StateGeometry]:
     """The state geometry of every network rolled on ``inputs``, each at its own width."""
-    models_per_call = resolve_models_per_call(models_per_call)
-    models = pad_models(stack_weights(weights), len(weights), models_per_call)
-    means, moments = _state_moments(models, jnp.asarray(inputs), models_per_call)
-    geometries = []
-    for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
-        n = w.width
-        mean, moment = mean[:n], moment[:n, :n]
-        variances, axes = np.linalg.eigh(moment - np.outer(mean, mean))
-        order = np.argsort(variances)[::-1]
-        geometries.append(StateGeometry(mean, moment, axes[:, order], np.clip(variances[order], 0.0, None)))
-    return geometries
+    return held_out_rollouts(weights, inputs, models_per_call).geometries
 
 
 def _projector(basis: Float[np.ndarray, "Nh k"]) -> Float[np.ndarray, "Nh Nh"]:

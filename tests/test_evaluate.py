@@ -62,3 +62,26 @@ def test_outputs_without_states_are_the_models_outputs_bit_for_bit(key):
         actual = np.asarray(jax.jit(rollout_outputs)(model, inputs))
         np.testing.assert_array_equal(actual, expected)
         assert np.abs(expected).max() > 0.1
+
+
+def test_a_shared_held_out_rollout_gives_the_evaluation_its_references_bit_for_bit(key):
+    """A run rolls each full model out once (outputs and state geometry together); the evaluation
+    takes those outputs as its references and must report exactly what rolling them out itself gives."""
+    from schurjax.evaluate import rollout_outputs
+    from schurjax.subspace import held_out_rollouts
+
+    task = make_task("flipflop")
+    config = EvalConfig(trials=32, models_per_call=2)
+    data = held_out_set(task, config)
+    keys = jax.random.split(key, 3)
+    full = [export_weights(init_model("dense_orthogonal", w, 3, 3, k)) for w, k in zip((6, 8, 6), keys)]
+    rollouts = held_out_rollouts(full, data[0], models_per_call=2)
+    assert rollouts.outputs.shape == (3, 32, task.seq_len, 3) and len(rollouts.geometries) == 3
+    for w, outputs in zip(full, rollouts.outputs):
+        np.testing.assert_array_equal(outputs, np.asarray(rollout_outputs(dense_model(w, 8), data[0])))
+    variants = [w.with_recurrent(0.5 * w.w_hh) for w in full]
+    given = evaluate_weights(variants, data, config, references=rollouts.outputs, reference_index=[0, 1, 2])
+    rolled = evaluate_weights(variants, data, config, references=full, reference_index=[0, 1, 2])
+    for field in ("fvu", "sign_agreement", "rollout_distance"):
+        np.testing.assert_array_equal(getattr(given, field), getattr(rolled, field))
+        np.testing.assert_array_equal(getattr(given.references, field), getattr(rolled.references, field))
