@@ -71,6 +71,16 @@ def default_models_per_call() -> int:
     return 1 if on_cpu() else 64
 
 
+def variant_trials_per_call() -> int:
+    """Trials per network in :func:`evaluate_recurrent_variants`' calls: 512 on CPU, 1024 elsewhere.
+
+    On CPU, perturbed networks rolled out 4 at a time on 128 trials each ran ~18 % faster than 8
+    at a time (the 13 472 random controls of the default 32-seed run: 3.1 vs 3.8 s, six paired
+    runs with compiled programs, the same FVUs to the last bit).
+    """
+    return 512 if on_cpu() else 1024
+
+
 def resolve_models_per_call(models_per_call: int | Literal["auto"]) -> int:
     return default_models_per_call() if models_per_call == "auto" else models_per_call
 
@@ -285,9 +295,9 @@ def evaluate_recurrent_variants(
     and each call is dispatched as soon as its variants are drawn, so the host draws the next
     network's while the devices roll out the last. Networks are zero-padded to the widest, so that
     stacks of one size share one program per device. A device rolls out as many trials at once
-    as ``models_per_call`` networks on 1024 trials would.
+    as ``models_per_call`` networks on :func:`variant_trials_per_call` trials each.
     """
-    per_call = max(1, resolve_models_per_call(models_per_call) * 1024 // data[0].shape[0])
+    per_call = max(1, resolve_models_per_call(models_per_call) * variant_trials_per_call() // data[0].shape[0])
     # Everything is placed from the host: an eager device op would queue behind the rollouts
     # already dispatched to its device and hold up the host until they finish.
     networks, devices = _host_stack(weights), jax.devices()
