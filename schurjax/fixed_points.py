@@ -55,7 +55,7 @@ from .evaluate import stack_weights
 from .interventions import SUBSETS, ablate_all, parse_subset
 from .model import TanhRNN
 from .schur import ordered_schur
-from .subspace import DiagnosticsConfig, StateGeometry, state_geometry
+from .subspace import DiagnosticsConfig, HeldOutRollouts, StateGeometry, held_out_rollouts
 from .tasks import Task
 from .weights import RNNWeights
 
@@ -118,6 +118,31 @@ def sample_starts(
         return jnp.where(model.unit_mask[None, :], states[pick] + jitter, 0.0)
 
     return jax.vmap(one)(models, picks, noise)
+
+
+def _starts(
+    models: TanhRNN,
+    n_subsets: int,
+    trials: Float[Array, "B T Nx"],
+    picks: Int[np.ndarray, "M S"],
+    noise: Float[np.ndarray, "M S Nh"],
+    full_states: Float[np.ndarray, "M K T Nh"] | None,
+) -> Float[np.ndarray, "V S Nh"]:
+    """:func:`sample_starts` of every variant (model-major, the full network first), the full
+    networks' taken from their ``full_states`` on the first trials where the run has them already:
+    the same states to the last bit (one recurrence), without rolling those networks out again."""
+    if full_states is None or full_states.shape[1] < trials.shape[0]:
+        paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
+        return np.asarray(sample_starts(models, trials, *paired))
+    flat = full_states[:, : trials.shape[0]].reshape(len(picks), -1, full_states.shape[-1])
+    full = np.take_along_axis(flat, picks[:, :, None], axis=1) + noise
+    starts = np.repeat(np.where(np.asarray(models.unit_mask[::n_subsets])[:, None, :], full, 0.0), n_subsets, axis=0)
+    ablated = np.arange(len(starts)) % n_subsets != 0
+    if ablated.any():
+        variants = jax.tree.map(lambda leaf: leaf[ablated], models)
+        paired = [jnp.asarray(np.repeat(draws, n_subsets - 1, axis=0)) for draws in (picks, noise)]
+        starts[ablated] = np.asarray(sample_starts(variants, trials, *paired))
+    return starts
 
 
 def _residual(h: Float[Array, " Nh"], args: tuple[Float[Array, "Nh Nh"], Float[Array, " Nh"]]) -> Float[Array, " Nh"]:
@@ -190,7 +215,7 @@ def newton_step(
 def newton_solve(
     w_hh: Float[Array, "M Nh Nh"],
     drives: Float[Array, "M L Nh"],
-    starts: Float[Array, "M S Nh"],
+    starts: Float[np.ndarray, "M S Nh"] | Float[Array, "M S Nh"],
     max_steps: int,
     solver_tolerance: float,
     batch: int | None = None,
@@ -406,14 +431,14 @@ def _trajectory_solves(
     key: PRNGKeyArray,
     config: DiagnosticsConfig,
     options: Mapping,
+    full_states: Float[np.ndarray, "M K T Nh"] | None = None,
 ) -> tuple[Float[np.ndarray, "V L S Nh"], Bool[np.ndarray, "V L S"]]:
     """Newton from ``config.n_starts`` states of every variant's own rollouts of ``inputs``; the
     variants of one model (``widths``: one per model) start from corresponding states."""
     trials = jnp.asarray(inputs)[: config.start_trials]
     picks, noise = draw_starts(key, widths, trials.shape[0] * trials.shape[1], config.n_starts, config.start_noise)
     n_subsets = networks.w_hh.shape[0] // len(widths)
-    paired = [jnp.asarray(np.repeat(draws, n_subsets, axis=0)) for draws in (picks, noise)]
-    starts = sample_starts(networks.models, trials, *paired)
+    starts = _starts(networks.models, n_subsets, trials, picks, noise, full_states)
     ends, converged = newton_solve(networks.w_hh, networks.drives, starts, config.max_steps, **options)
     return ends.astype(np.float64), converged
 
@@ -539,27 +564,30 @@ def find_fixed_points(
     alpha: float,
     config: DiagnosticsConfig,
     models_per_call: int | Literal["auto"] = "auto",
-    geometries: Sequence[StateGeometry] | None = None,
+    rollouts: HeldOutRollouts | None = None,
 ) -> FixedPoints:
     """Fixed points of every model and its ablations in ``config.fixed_point_subsets``.
 
     ``identities[i]`` (task, construction, width, seed, alpha) prefixes the rows of model i;
     ``inputs`` are its held-out trials (the state geometry uses all, the starts the first
-    ``config.start_trials``; ``geometries``: the models' state geometries on all of them, where the
-    caller has them already). Returns one row per fixed point with its state, and one summary row
-    per model × subset × input level. Distances are Euclidean in state space; a fixed point of an
+    ``config.start_trials``; ``rollouts``: the models' rollouts on them, where the caller has them
+    already: their state geometries, and their states on the starts' trials if kept). Returns
+    one row per fixed point with its state, and one summary row per model × subset × input
+    level. Distances are Euclidean in state space; a fixed point of an
     ablated network is matched to the nearest fixed point of its full network at the same input
     when they lie within ``match_radius`` × the RMS state norm; ``displacement`` is that nearest
     distance whether matched or not.
     """
     subsets = ["none", *(name for name in config.fixed_point_subsets if name != "none")]
     variants = _variants(weights, alpha, subsets)
-    if geometries is None:
-        geometries = state_geometry(weights, inputs, models_per_call)
+    if rollouts is None:
+        rollouts = held_out_rollouts(weights, inputs, models_per_call, kept_trials=config.start_trials)
+    geometries = rollouts.geometries
     labels, levels = task.rest_inputs(config.input_levels)
     networks = _networks(variants, levels)
     options = _solver_options(config, min(geometry.rms_norm for geometry in geometries))
-    ends, converged = _trajectory_solves(networks, [w.width for w in weights], inputs, key, config, options)
+    widths = [w.width for w in weights]
+    ends, converged = _trajectory_solves(networks, widths, inputs, key, config, options, rollouts.states)
 
     def classify(job: tuple[int, int], ends, converged, known: _Found | None = None) -> _Found:
         v, level = job

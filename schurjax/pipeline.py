@@ -160,10 +160,13 @@ def diagnose(
     )
 
 
-def full_model_rollouts(trained: Sequence[TrainedModel], data, config: EvalConfig) -> HeldOutRollouts:
+def full_model_rollouts(
+    trained: Sequence[TrainedModel], data, config: EvalConfig, kept_trials: int = 0
+) -> HeldOutRollouts:
     """Each full model rolled out once on the held-out inputs: its outputs, the evaluation's
-    references at every α, and its state geometry, the subspace diagnostics' and the fixed points'."""
-    return held_out_rollouts([m.weights for m in trained], data[0], config.models_per_call)
+    references at every α; its state geometry, the subspace diagnostics' and the fixed points';
+    its states on the first ``kept_trials`` trials, the fixed points' starts."""
+    return held_out_rollouts([m.weights for m in trained], data[0], config.models_per_call, kept_trials)
 
 
 def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
@@ -296,14 +299,15 @@ def run_fixed_points(
     spec: RunSpec,
     trained: Sequence[TrainedModel],
     inputs: Float[Array, "B T Nx"] | None = None,
-    geometries: Sequence[StateGeometry] | None = None,
+    rollouts: HeldOutRollouts | None = None,
 ) -> list[FixedPoints]:
     """The fixed points of a run at each of its α, from starts on the held-out ``inputs`` (drawn
-    here unless given) and the models' state ``geometries`` on them (computed unless given)."""
+    here unless given) and the models' ``rollouts`` on them (:func:`full_model_rollouts`;
+    computed unless given)."""
     started = time.perf_counter()
     # the same starts' trials for every α
     inputs = held_out_set(spec.eval_task(), spec.eval)[0] if inputs is None else inputs
-    found = [fixed_points_at(spec, trained, inputs, alpha, geometries) for alpha in spec.alphas]
+    found = [fixed_points_at(spec, trained, inputs, alpha, rollouts) for alpha in spec.alphas]
     networks = len(trained) * len(spec.diagnostics.fixed_point_subsets) * len(spec.alphas)
     log.info("fixed points of %d networks in %.1f s", networks, time.perf_counter() - started)
     return found
@@ -330,7 +334,7 @@ def fixed_points_at(
     trained: Sequence[TrainedModel],
     inputs: Float[Array, "B T Nx"],
     alpha: float,
-    geometries: Sequence[StateGeometry] | None = None,
+    rollouts: HeldOutRollouts | None = None,
 ) -> FixedPoints:
     """Fixed points of the full and ablated networks at one α, at the task's rest inputs, from
     starts sampled on their rollouts of the held-out ``inputs``."""
@@ -348,7 +352,7 @@ def fixed_points_at(
         alpha=alpha,
         config=spec.diagnostics,
         models_per_call=spec.eval.models_per_call,
-        geometries=geometries,
+        rollouts=rollouts,
     )
 
 
@@ -360,10 +364,10 @@ def write_run(
     *,
     stopwatch: Stopwatch | None = None,
     inputs: Float[Array, "B T Nx"] | None = None,
-    geometries: Sequence[StateGeometry] | None = None,
+    rollouts: HeldOutRollouts | None = None,
 ) -> None:
     """Write the output contract: results.csv, summary.csv, models/*.npz, figures/ (and fixed points,
-    found from the held-out ``inputs`` and the models' state ``geometries`` on them: see
+    found from the held-out ``inputs`` and the models' ``rollouts`` on them: see
     :func:`run_fixed_points`)."""
     stopwatch = Stopwatch() if stopwatch is None else stopwatch
     with stopwatch("writing"):
@@ -373,7 +377,7 @@ def write_run(
         write_results(rows, out_dir)
     if spec.diagnostics.fixed_points:
         with stopwatch("fixed points"):
-            found = run_fixed_points(spec, trained, inputs, geometries)
+            found = run_fixed_points(spec, trained, inputs, rollouts)
         with stopwatch("writing"):
             write_fixed_points(spec, found, rows, out_dir)
     with stopwatch("writing"):
@@ -423,13 +427,14 @@ def run(
         # drawn asynchronously otherwise, and timed as part of the evaluation that first waits for it
         data = jax.block_until_ready(held_out_set(spec.eval_task(), spec.eval))
     with stopwatch("evaluation"):
-        rollouts = full_model_rollouts(trained, data, spec.eval)
+        kept = spec.diagnostics.start_trials if spec.diagnostics.fixed_points else 0
+        rollouts = full_model_rollouts(trained, data, spec.eval, kept)
     rows = analyse(
         trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
         stopwatch=stopwatch, rollouts=rollouts,
     )
     report_unlearned(rows)
-    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch, inputs=data[0], geometries=rollouts.geometries)
+    write_run(spec, trained, rows, out_dir, stopwatch=stopwatch, inputs=data[0], rollouts=rollouts)
     log.info("wrote %s in %.1f s total", out_dir, stopwatch.elapsed)
     note = "training includes its compilation"
     if startup_seconds is not None:

@@ -152,16 +152,19 @@ class HeldOutRollouts(NamedTuple):
     outputs: Float[np.ndarray, "M B T Ny"]
     # the state geometry, each at its network's width (the diagnostics' and the fixed points')
     geometries: list[StateGeometry]
+    # the states of the first trials, [M, K, T, Nh] (the fixed points' starts; K = 0: none kept)
+    states: Float[np.ndarray, "M K T Nh"]
 
 
 @eqx.filter_jit
 def _rollout_statistics(
-    models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int
-) -> tuple[Float[Array, "M B T Ny"], Float[Array, "M Nh"], Float[Array, "M Nh Nh"]]:
+    models: TanhRNN, inputs: Float[Array, "B T Nx"], models_per_call: int, kept_trials: int
+) -> tuple[Float[Array, "M B T Ny"], Float[Array, "M Nh"], Float[Array, "M Nh Nh"], Float[Array, "M K T Nh"] | None]:
     def one(model, inputs):
         states = model.hidden_states(inputs)
         flat = states.reshape(-1, states.shape[-1])
-        return model.readout(states), flat.mean(axis=0), flat.T @ flat / flat.shape[0]
+        kept = states[:kept_trials] if kept_trials else None  # (an empty array cannot be split)
+        return model.readout(states), flat.mean(axis=0), flat.T @ flat / flat.shape[0], kept
 
     return map_models(one, models_per_call, n_shared=1)(models, inputs)
 
@@ -170,16 +173,18 @@ def held_out_rollouts(
     weights: Sequence[RNNWeights],
     inputs: Float[np.ndarray, "B T Nx"] | Float[Array, "B T Nx"],
     models_per_call: int | Literal["auto"] = "auto",
+    kept_trials: int = 0,
 ) -> HeldOutRollouts:
-    """Every network rolled out on ``inputs`` once: its outputs and its state geometry.
+    """Every network rolled out on ``inputs`` once: its outputs, its state geometry and the states
+    of the first ``kept_trials`` trials.
 
     The outputs are bitwise those of :func:`~schurjax.evaluate.rollout_outputs` (the same
     recurrence, read out state by state), so an evaluation may take them as its references
-    instead of rolling the networks out again.
+    instead of rolling the networks out again; the states likewise serve the fixed points' starts.
     """
     models_per_call = resolve_models_per_call(models_per_call)
     models = pad_models(stack_weights(weights), len(weights), models_per_call)
-    outputs, means, moments = _rollout_statistics(models, jnp.asarray(inputs), models_per_call)
+    outputs, means, moments, states = _rollout_statistics(models, jnp.asarray(inputs), models_per_call, kept_trials)
     geometries = []
     for w, mean, moment in zip(weights, np.asarray(means, np.float64), np.asarray(moments, np.float64)):
         n = w.width
@@ -188,7 +193,9 @@ def held_out_rollouts(
         order = np.argsort(variances)[::-1]
         geometries.append(StateGeometry(mean, moment, axes[:, order], np.clip(variances[order], 0.0, None)))
     # results split across devices are read on the host (see map_models)
-    return HeldOutRollouts(np.asarray(outputs)[: len(weights)], geometries)
+    if states is None:
+        states = np.zeros((len(weights), 0, *inputs.shape[1:-1], models.w_xh.shape[1]), np.float32)
+    return HeldOutRollouts(np.asarray(outputs)[: len(weights)], geometries, np.asarray(states)[: len(weights)])
 
 
 def state_geometry(

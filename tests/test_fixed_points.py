@@ -374,3 +374,23 @@ def test_max_steps_reaches_the_solver_and_unconverged_slow_points_are_flagged():
     points, _, _ = _run(weights, dataclasses.replace(config, max_steps=5))
     assert len(points) >= 1 and not any(p["converged"] for p in points)
     assert all(p["q"] < config.tolerance for p in points)
+
+
+def test_full_networks_start_from_their_kept_rollout_states_bit_for_bit():
+    """A run keeps each full network's states on the starts' trials from its one held-out rollout;
+    the starts drawn from them are the ones the finder's own rollout gives, padding and all."""
+    from schurjax.fixed_points import _networks, _starts, _variants
+    from schurjax.subspace import held_out_rollouts
+
+    weights = [COUPLED, RNNWeights(w_xh=3 * np.eye(2), w_hh=2 * np.eye(2), w_hy=np.eye(2))]  # widths 3 and 2
+    inputs = FLIPFLOP(jax.random.key(1), 24)[0]
+    trials = inputs[: CONFIG.start_trials]
+    subsets = ["none", "T_CR"]
+    networks = _networks(_variants(weights, 0.9, subsets), np.zeros((1, 2)))
+    picks, noise = draw_starts(jax.random.key(2), [3, 2], trials.shape[0] * trials.shape[1], 10, 0.3)
+    kept = held_out_rollouts(weights, inputs, kept_trials=CONFIG.start_trials).states
+    assert kept.shape == (2, CONFIG.start_trials, trials.shape[1], 3)
+    shared = _starts(networks.models, len(subsets), trials, picks, noise, kept)
+    rolled = _starts(networks.models, len(subsets), trials, picks, noise, None)
+    np.testing.assert_array_equal(shared, rolled)
+    assert not shared[2:, :, 2].any()  # the width-2 network's padded unit stays at zero
