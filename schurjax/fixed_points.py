@@ -573,10 +573,10 @@ def find_fixed_points(
     ``config.start_trials``; ``rollouts``: the models' rollouts on them, where the caller has them
     already: their state geometries, and their states on the starts' trials if kept). Returns
     one row per fixed point with its state, and one summary row per model × subset × input
-    level. Distances are Euclidean in state space; a fixed point of an
-    ablated network is matched to the nearest fixed point of its full network at the same input
-    when they lie within ``match_radius`` × the RMS state norm; ``displacement`` is that nearest
-    distance whether matched or not.
+    level. Distances are Euclidean in state space; a fixed point of an ablated network is matched
+    to the nearest fixed point of its full network at the same input when they lie within
+    ``match_radius`` × the RMS state norm; ``displacement`` is that nearest distance whether
+    matched or not.
     """
     subsets = ["none", *(name for name in config.fixed_point_subsets if name != "none")]
     variants = _variants(weights, alpha, subsets)
