@@ -192,9 +192,9 @@ def held_out_rollouts(
         variances, axes = np.linalg.eigh(moment - np.outer(mean, mean))
         order = np.argsort(variances)[::-1]
         geometries.append(StateGeometry(mean, moment, axes[:, order], np.clip(variances[order], 0.0, None)))
-    # results split across devices are read on the host (see map_models)
     if states is None:
         states = np.zeros((len(weights), 0, *inputs.shape[1:-1], models.w_xh.shape[1]), np.float32)
+    # results split across devices are read on the host (see map_models)
     return HeldOutRollouts(np.asarray(outputs)[: len(weights)], geometries, np.asarray(states)[: len(weights)])
 
 
