@@ -5,7 +5,8 @@
 Every command runs in a fresh process with an empty model cache (start-up, compilation, training,
 Schur, the 8-subset evaluation, random controls, subspace diagnostics, fixed points, writing
 results and figures); its wall clock and peak RSS are measured from outside, and its own log
-splits the time into training (``trained N models in X s``) and everything after it.
+splits the time into training (``trained N models in X s``) and everything after it, and its
+closing table into stages (``stages``: seconds per stage of run.log's table).
 
 - ``default`` (the headline): ``python -m experiments.run task=flipflop seeds=32 train.steps=1000``
   exactly as documented, every diagnostic on, against the sequential PyTorch reference's
@@ -33,6 +34,8 @@ from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 
+from schurjax.timing import read_table
+
 from ._common import bracketed_reference, parser, print_table, use_devices, write_json
 from .train_throughput import run_torch
 
@@ -47,12 +50,13 @@ TARGET_RSS_MB = 1536
 ROOT = Path(__file__).resolve().parent.parent
 TRAINED = re.compile(r"trained \d+ models in ([0-9.]+) s")
 TOTAL = re.compile(r"wrote .* in ([0-9.]+) s total")
+STAGE_TABLE = "time per stage"
 
 
 def run_command(overrides: list[str], cpu_devices: int, compilation_cache: Path | None = None) -> dict:
-    """Wall seconds, peak RSS and the logged training and total seconds of one ``experiments.run``
-    process on a fresh model cache and run directory, and a fresh compilation cache unless one
-    is given."""
+    """Wall seconds, peak RSS, the logged training and total seconds and the stage table of one
+    ``experiments.run`` process on a fresh model cache and run directory, and a fresh compilation
+    cache unless one is given."""
     with tempfile.TemporaryDirectory() as directory:
         compiled = compilation_cache or Path(directory) / "compilation_cache"
         command = [sys.executable, "-m", "experiments.run", *overrides, f"cpu_devices={cpu_devices}",
@@ -71,8 +75,9 @@ def run_command(overrides: list[str], cpu_devices: int, compilation_cache: Path 
         raise RuntimeError(f"{' '.join(command)} failed:\n{text[-3000:]}")
     training = float(TRAINED.search(text).group(1))
     logged_total = float(TOTAL.search(text).group(1))
+    stages = {stage: seconds for stage, (seconds, _) in read_table(text.rpartition(STAGE_TABLE)[2]).items()}
     return {"command_s": seconds, "training_s": training, "after_training_s": logged_total - training,
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+            "peak_rss_mb": usage.ru_maxrss / 1024, "stages": stages}
 
 
 def headline_rows(args, measure_reference: Callable[[], dict]) -> tuple[list[dict], dict]:
@@ -127,6 +132,14 @@ NEURO_COLUMNS = (
 )
 
 
+def print_stages(rows: list[dict]) -> None:
+    """run.log's stage table of each command side by side: one line per stage, one column per command."""
+    stages = list(dict.fromkeys(stage for row in rows for stage in row["stages"]))
+    table = [{"stage": stage} | {row["config"]: row["stages"].get(stage) for row in rows} for stage in stages]
+    columns = (("stage", "stage", ""), *((row["config"], f"{row['config']} s", ".2f") for row in rows))
+    print_table(table, columns, title="Time per stage (run.log)")
+
+
 def main(argv=None) -> None:
     cli = parser(__doc__.splitlines()[0])
     cli.add_argument("--seeds", type=int, default=None, help="default 32 (quick: 2)")
@@ -147,6 +160,7 @@ def main(argv=None) -> None:
           f"{' and '.join(f'{rate:.0f}' for rate in reference['torch_rates_before_after'])} before and after), "
           "training only. "
           f"Targets: ratio ≥ {TARGET_RATIO:g}, default peak RSS ≤ {TARGET_RSS_MB} MiB.")
+    print_stages(headline)
     if neuro:
         print_table(neuro, NEURO_COLUMNS, title=f"The paper's neuro protocol at {args.neuro_seeds} seeds")
         print("\nanalysis + diagnostics: the command's logged total less its training. Target: ≤ 1× training.")

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,6 +59,17 @@ class Stopwatch:
         share = 100 / max(total, 1e-12)
         lines = [f"{name:<{width}}{seconds:9.2f} s {seconds * share:6.1f} %" for name, seconds in stages.items()]
         return "\n".join([*lines, f"{'total':<{width}}{total:9.2f} s  100.0 %"])
+
+
+# one line of Stopwatch.table: the stage, its seconds and its share of the total
+_TABLE_LINE = re.compile(r"^(?P<stage>\S.*?)\s+(?P<seconds>[0-9]+\.[0-9]+) s\s+(?P<share>[0-9]+\.[0-9]) %$")
+
+
+def read_table(text: str) -> dict[str, tuple[float, float]]:
+    """Seconds and percent share per stage (``total`` included) of a table as
+    :meth:`Stopwatch.table` writes it, e.g. the end of a run.log; other lines are skipped."""
+    matches = (_TABLE_LINE.match(line) for line in text.splitlines())
+    return {m["stage"]: (float(m["seconds"]), float(m["share"])) for m in matches if m}
 
 
 def process_age() -> float | None:

@@ -4,13 +4,7 @@ import time
 
 import pytest
 
-from schurjax.timing import Stopwatch, process_age
-
-
-def _stages(table: str) -> dict[str, tuple[float, float]]:
-    return {
-        line.rsplit(maxsplit=4)[0]: (float(line.split()[-4]), float(line.split()[-2])) for line in table.splitlines()
-    }
+from schurjax.timing import Stopwatch, process_age, read_table
 
 
 def test_stages_accumulate_and_their_shares_add_up():
@@ -23,7 +17,7 @@ def test_stages_accumulate_and_their_shares_add_up():
         time.sleep(0.02)
     assert first.seconds >= 0.02 and second.seconds >= 0.02
     assert stopwatch.seconds["writing"] == first.seconds + second.seconds
-    stages = _stages(stopwatch.table(startup=1.0))
+    stages = read_table(stopwatch.table(startup=1.0))
     assert list(stages) == ["start-up", "writing", "fixed points", "other", "total"]
     total = stages["total"][0]
     # the table is printed to 0.01 s and 0.1 %: every line within that rounding of the recorded time
@@ -38,7 +32,7 @@ def test_the_table_lists_ordered_stages_first_in_their_order():
     for stage in ("held-out set", "subspace diagnostics", "evaluation", "training"):
         with stopwatch(stage):
             pass
-    assert list(_stages(stopwatch.table())) == [
+    assert list(read_table(stopwatch.table())) == [
         "training", "subspace diagnostics", "held-out set", "evaluation", "other", "total",
     ]
 
@@ -59,3 +53,14 @@ def test_the_process_age_counts_from_before_this_test():
     assert 0.0 < age < 86_400
     time.sleep(0.05)
     assert process_age() >= age + 0.04
+
+
+def test_a_table_is_read_back_from_a_log_around_it():
+    stopwatch = Stopwatch()
+    with stopwatch("random controls"):
+        time.sleep(0.01)
+    log = f"[INFO] - wrote outputs/x in 0.1 s total\n[INFO] - time per stage:\n{stopwatch.table(startup=2.5)}\n"
+    stages = read_table(log)
+    assert list(stages) == ["start-up", "random controls", "other", "total"]
+    assert stages["start-up"] == (2.5, pytest.approx(100 * 2.5 / stages["total"][0], abs=0.1))
+    assert stages["random controls"][0] == pytest.approx(stopwatch.seconds["random controls"], abs=0.005)
