@@ -161,12 +161,14 @@ def diagnose(
 
 
 def full_model_rollouts(
-    trained: Sequence[TrainedModel], data, config: EvalConfig, kept_trials: int = 0
+    trained: Sequence[TrainedModel], data, config: EvalConfig, diagnostics: DiagnosticsConfig | None = None
 ) -> HeldOutRollouts:
     """Each full model rolled out once on the held-out inputs: its outputs, the evaluation's
     references at every α; its state geometry, the subspace diagnostics' and the fixed points';
-    its states on the first ``kept_trials`` trials, the fixed points' starts."""
-    return held_out_rollouts([m.weights for m in trained], data[0], config.models_per_call, kept_trials)
+    and, where ``diagnostics`` find fixed points, its states on their ``start_trials``, the fixed
+    points' starts."""
+    kept = diagnostics.start_trials if diagnostics is not None and diagnostics.fixed_points else 0
+    return held_out_rollouts([m.weights for m in trained], data[0], config.models_per_call, kept)
 
 
 def identity_columns(trained: Sequence[TrainedModel], *, task: str, alpha: float) -> list[dict]:
@@ -427,8 +429,7 @@ def run(
         # drawn asynchronously otherwise, and timed as part of the evaluation that first waits for it
         data = jax.block_until_ready(held_out_set(spec.eval_task(), spec.eval))
     with stopwatch("evaluation"):
-        kept = spec.diagnostics.start_trials if spec.diagnostics.fixed_points else 0
-        rollouts = full_model_rollouts(trained, data, spec.eval, kept)
+        rollouts = full_model_rollouts(trained, data, spec.eval, spec.diagnostics)
     rows = analyse(
         trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
         stopwatch=stopwatch, rollouts=rollouts,

@@ -19,6 +19,7 @@ from schurjax.evaluate import held_out_set
 from schurjax.pipeline import (
     RunSpec,
     analyse,
+    full_model_rollouts,
     model_training_key,
     train_all,
     write_results,
@@ -99,13 +100,15 @@ def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCach
     trained = train_all(spec.copy, progress=progress, cache=cache)
     data = held_out_set(spec.copy.eval_task(), spec.copy.eval)
     # One Schur decomposition per controller for every α of the table (one row per model × α × subset).
+    rollouts = full_model_rollouts(trained, data, spec.copy.eval, spec.copy.diagnostics)
     rows = analyse(
-        trained, data, task="copy", alpha=spec.alphas, config=spec.copy.eval, diagnostics=spec.copy.diagnostics
+        trained, data, task="copy", alpha=spec.alphas, config=spec.copy.eval, diagnostics=spec.copy.diagnostics,
+        rollouts=rollouts,
     )
     for alpha in spec.alphas:
         at_alpha = [r for r in rows if r["alpha"] == alpha]
         if alpha == spec.copy.alpha:
-            write_run(spec.copy, trained, at_alpha, out_dir / "copy")
+            write_run(spec.copy, trained, at_alpha, out_dir / "copy", inputs=data[0], rollouts=rollouts)
         else:
             write_results(at_alpha, out_dir / f"copy_alpha{alpha:g}")
     return rows
@@ -114,8 +117,13 @@ def _copy_suite(spec: PaperSpec, out_dir: Path, progress: bool, cache: ModelCach
 def _task_run(spec: RunSpec, out_dir: Path, progress: bool, cache: ModelCache) -> list[dict]:
     trained = train_all(spec, progress=progress, cache=cache)
     data = held_out_set(spec.eval_task(), spec.eval)
-    rows = analyse(trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics)
-    write_run(spec, trained, rows, out_dir)
+    # each full model rolled out once, for the evaluation, the subspace diagnostics and the fixed points
+    rollouts = full_model_rollouts(trained, data, spec.eval, spec.diagnostics)
+    rows = analyse(
+        trained, data, task=spec.task, alpha=spec.alpha, config=spec.eval, diagnostics=spec.diagnostics,
+        rollouts=rollouts,
+    )
+    write_run(spec, trained, rows, out_dir, inputs=data[0], rollouts=rollouts)
     return rows
 
 
